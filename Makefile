@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is installed here.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PYTEST_FLAGS ?=
+
+.PHONY: install data run test test-all clean
+
+install: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package where apt is usable; elsewhere
+# genssl finds it under data.root or downloads it through torchvision.
+data:
+	@if [ ! -f $(FMNIST) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+			|| echo "warning: could not install dataset-fashion-mnist; genssl will try data.root or a download"; \
+	fi
+
+run: install
+	$(VENV)/bin/genssl-train method=simvae data=fashion_mnist trainer.max_epochs=3 logger=none \
+		hydra.run.dir=outputs/make-run/simvae
+
+test: install
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_FLAGS)
+
+test-all: install
+	$(VENV)/bin/pytest -q $(PYTEST_FLAGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache
