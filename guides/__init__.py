@@ -1,0 +1,4 @@
+"""Pyro guides of genssl (installed as ``genssl.guides``)."""
+from genssl.guides.normal_encoder import NormalEncoderGuide
+
+__all__ = ["NormalEncoderGuide"]

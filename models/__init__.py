@@ -1,0 +1,6 @@
+"""Pyro models of genssl (installed as ``genssl.models``)."""
+from genssl.models.priors import BUILTIN_PRIORS, FlatPrior, MixturePrior, NormalPrior
+from genssl.models.simvae import SimVAE
+from genssl.models.view_marginal import FlatViewMarginal
+
+__all__ = ["SimVAE", "NormalPrior", "FlatPrior", "MixturePrior", "FlatViewMarginal", "BUILTIN_PRIORS"]

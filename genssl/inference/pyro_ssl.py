@@ -1,0 +1,50 @@
+"""A model/guide pair trained by its ELBO, as one ``nn.Module``.
+
+Every method in genssl is a Pyro model and guide; the training loss is the negative ELBO of the
+pair, built with Pyro's ``ELBO()(model, guide)`` idiom so that a plain torch optimiser, AMP and
+``state_dict`` checkpoints work on it like on any other module.
+"""
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from torch import nn
+
+from genssl.errors import ConfigError, choices
+
+ELBOS: dict[str, type[ELBO]] = {"meanfield": TraceMeanField_ELBO, "trace": Trace_ELBO}
+
+
+class PyroSSL(nn.Module):
+    """Holds the ELBO module of (model, guide); ``forward(views)`` returns the loss to minimise."""
+
+    def __init__(self, model: nn.Module, guide: nn.Module, elbo: str = "meanfield") -> None:
+        super().__init__()
+        if elbo not in ELBOS:
+            raise ConfigError(f"Unknown ELBO estimator '{elbo}': model.elbo must be {choices(ELBOS)}.")
+        # "meanfield" uses analytic KL terms wherever both sites have one registered.
+        self.objective = ELBOS[elbo]()(model, guide)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.objective.model
+
+    @property
+    def guide(self) -> nn.Module:
+        return self.objective.guide
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        return self.objective(views)
+
+    @torch.no_grad()
+    def represent(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen-encoder representation of images [N, C, H, W] (the guide decides what it is)."""
+        return self.guide.represent(images)
+
+    def extra_parameters(self) -> dict[str, torch.Tensor]:
+        """Parameters created with ``pyro.param`` (e.g. by a plain-function prior), not owned by a module."""
+        own = {id(p) for p in self.parameters()}
+        store = pyro.get_param_store()
+        return {name: store.get_param(name).unconstrained() for name in store.keys()
+                if id(store.get_param(name).unconstrained()) not in own}

@@ -1,0 +1,76 @@
+"""Priors over the per-image content latent y.
+
+A prior is any callable ``prior(batch_size, latent_dim) -> y`` that draws the content latent with
+``pyro.sample("y", ...)`` and returns it with shape [batch_size, latent_dim]. SimVAE calls it
+inside its ``images`` plate, so a prior declares one event dimension (``.to_event(1)``) and opens
+no plate of its own. Learnable priors are ``PyroModule``s: their parameters train with the rest of
+the model and are saved in the checkpoint. Plain functions may use ``pyro.param`` instead.
+
+A prior that can be integrated out in closed form offers ``view_marginal(view_var, num_views,
+latent_dim)``; SimVAE then scores the view latents under that marginal and samples no y.
+
+Example of a user prior, passed as ``model.prior._target_=mymodule.LaplacePrior +model.prior.scale=2``::
+
+    class LaplacePrior(PyroModule):
+        def __init__(self, scale: float = 1.0):
+            super().__init__()
+            self.scale = PyroParam(torch.tensor(scale), constraint=constraints.positive)
+
+        def forward(self, batch_size, latent_dim):
+            return pyro.sample("y", dist.Laplace(0.0, self.scale).expand([latent_dim]).to_event(1))
+"""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroModule, PyroParam
+
+from genssl.models.view_marginal import FlatViewMarginal
+
+
+class NormalPrior(PyroModule):
+    """y ~ N(0, scale² I) — the Gaussian the official SimVAE code puts on the content mean."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
+        # Python-float parameters broadcast on any device.
+        return pyro.sample("y", dist.Normal(0.0, self.scale).expand([latent_dim]).to_event(1))
+
+
+class FlatPrior(PyroModule):
+    """The paper's improper flat p(y); integrated out exactly by :class:`FlatViewMarginal`."""
+
+    def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
+        # Only reached when SimVAE is told not to integrate y out; scores 0 everywhere.
+        return pyro.sample("y", dist.ImproperUniform(constraints.real, (), (latent_dim,)))
+
+    def view_marginal(self, view_var: float, num_views: int, latent_dim: int) -> FlatViewMarginal:
+        return FlatViewMarginal(view_var, num_views, latent_dim)
+
+
+class MixturePrior(PyroModule):
+    """y ~ Σ_k π_k N(m_k, diag s_k²) with learnable weights π, means m and scales s."""
+
+    def __init__(self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0,
+                 init_scale: float = 0.5) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.logits = PyroParam(torch.zeros(num_components))
+        self.means = PyroParam(init_spread * torch.randn(num_components, latent_dim))
+        self.scales = PyroParam(torch.full((num_components, latent_dim), init_scale),
+                                constraint=constraints.positive)
+
+    def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
+        if latent_dim != self.latent_dim:
+            raise ValueError(f"MixturePrior was built for latent_dim={self.latent_dim}, called with {latent_dim}")
+        components = dist.Normal(self.means, self.scales).to_event(1)
+        mixture = dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+        return pyro.sample("y", mixture)
+
+
+BUILTIN_PRIORS = {"normal": NormalPrior, "flat": FlatPrior, "mog": MixturePrior}
