@@ -1,0 +1,70 @@
+"""``genssl-train``: the Hydra entry point that trains a method and evaluates it."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from genssl.errors import GensslError
+
+
+def main() -> None:
+    """Console script: check group overrides, then hand over to Hydra."""
+    from genssl.train.overrides import normalise_overrides
+
+    try:
+        sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
+    except GensslError as err:
+        fail(err)
+    _hydra_main()
+
+
+def fail(err: GensslError) -> None:
+    print(f"genssl: error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(config_path="pkg://genssl.configs", config_name="config", version_base=None)
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except GensslError as err:
+        fail(err)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train, save ``checkpoints/last.pt``, evaluate and write ``metrics.json`` into ``run_dir``."""
+    from genssl.eval.evaluate import evaluate
+    from genssl.eval.report_json import metrics_payload
+    from genssl.train.build import build_method, dataset_from_config
+    from genssl.train.loop import train, write_json_atomic
+    from genssl.train.runtime import resolve_device, seed_everything
+
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    device = resolve_device(cfg.trainer.device)
+    seed_everything(cfg.seed)
+    dataset = dataset_from_config(cfg)
+    method = build_method(cfg, dataset.channels, dataset.image_size).to(device)
+    start = time.perf_counter()
+    state = train(cfg, method, dataset, device, run_dir)
+    wall = time.perf_counter() - start
+    metrics = metrics_payload(cfg, state, wall)
+    if cfg.eval.enabled:
+        metrics.update(evaluate(method, dataset, cfg.eval, device, progress=cfg.trainer.progress))
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    content = metrics.get("content", {})
+    print(f"genssl: {cfg.method.name} on {cfg.data.name}: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in content.items()) + f"  → {run_dir}", file=sys.stderr)
+    return metrics
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    main()
