@@ -1,0 +1,138 @@
+"""``load_dataset``: one entry point for every dataset, returning the uniform uint8 layout.
+
+Each loader returns its native resolution (shapes and CelebA render straight at the requested
+size); this module then applies what is common to all: the seeded train/test subsets and the
+antialiased resize to ``image_size``.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genssl.data.celeba import load_celeba
+from genssl.data.digits import load_digits
+from genssl.data.fashion_mnist import load_fashion_mnist
+from genssl.data.shapes import load_shapes
+from genssl.data.torchvision_sets import load_cifar10, load_mnist, load_stl10
+from genssl.data.types import ImageDataset, ImageSplit
+from genssl.errors import ConfigError, choices
+
+_LOADERS: dict[str, Callable[..., ImageDataset]] = {
+    "fashion_mnist": load_fashion_mnist,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "celeba": load_celeba,
+    "stl10": load_stl10,
+    "digits": load_digits,
+    "shapes": load_shapes,
+}
+DATASETS: tuple[str, ...] = tuple(_LOADERS)
+
+# Arguments load_dataset itself hands to loaders that accept them; the rest of a loader's
+# keyword arguments are its dataset-specific options.
+_COMMON = ("root", "download", "image_size")
+_RESIZE_CHUNK = 1024  # images resized at once; bounds the float temporaries
+
+
+def dataset_options(name: str) -> tuple[str, ...]:
+    """The dataset-specific option names ``load_dataset(name, **options)`` accepts."""
+    _check_name(name)
+    params = inspect.signature(_LOADERS[name]).parameters
+    return tuple(p for p in params if p not in _COMMON)
+
+
+def load_dataset(
+    name: str,
+    root: str | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+    image_size: int | None = None,
+    **options: Any,
+) -> ImageDataset:
+    """Load a dataset as uint8 ``[N, C, H, W]`` CPU tensors with labels and style factors.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        root: directory holding the data (dataset-specific layout; see each loader).
+        train_subset, test_subset: keep a random subset of this many images, drawn from ``seed``.
+        seed: the run seed; it only chooses subsets, never the dataset itself or its split.
+        download: allow torchvision to download missing data.
+        image_size: side length wanted; images of another size are resized (bilinear,
+            antialiased). ``None`` keeps the native size.
+        options: dataset-specific keyword arguments (see :func:`dataset_options`).
+    """
+    valid = dataset_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"Dataset '{name}' has no option(s) {choices(unknown)} (data.options); "
+            + (f"valid options are {choices(valid)}." if valid else "it takes no options.")
+        )
+    if image_size is not None and int(image_size) < 1:
+        raise ConfigError(f"data.image_size must be a positive integer or null, got {image_size}.")
+    loader = _LOADERS[name]
+    params = inspect.signature(loader).parameters
+    common = {"root": root, "download": download, "image_size": image_size}
+    kwargs = {k: v for k, v in common.items() if k in params}
+    kwargs.update({k: _plain(v) for k, v in options.items()})
+    dataset = loader(**kwargs)
+    train = _subset(dataset.train, train_subset, seed, 0, "train_subset")
+    test = _subset(dataset.test, test_subset, seed, 1, "test_subset")
+    if image_size is not None:
+        train, test = resize_split(train, int(image_size)), resize_split(test, int(image_size))
+    dataset.train, dataset.test = train, test
+    return dataset.validate()
+
+
+def _check_name(name: str) -> None:
+    if name not in _LOADERS:
+        raise ConfigError(f"Unknown dataset '{name}' (data.name); choose {choices(DATASETS)}.")
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain lists and dicts, so loaders see ordinary Python values."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _subset(split: ImageSplit, size: int | None, seed: int, stream: int, option: str) -> ImageSplit:
+    """A random subset of ``size`` images, the same for the same ``seed``; None keeps all."""
+    if size is None:
+        return split
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= len(split):
+        raise ConfigError(
+            f"data.{option}={size} is not possible: it must be null (use all) or an integer "
+            f"from 1 to {len(split)}, the size of this split."
+        )
+    # A separate stream per split, so the test subset does not depend on the train one.
+    rng = np.random.default_rng([int(seed), stream])
+    index = np.sort(rng.choice(len(split), size=int(size), replace=False))
+    return split.select(torch.from_numpy(index))
+
+
+def resize_split(split: ImageSplit, size: int) -> ImageSplit:
+    """The split with images resized to ``size``×``size`` (bilinear, antialiased); labels kept."""
+    if split.images.shape[-1] == size and split.images.shape[-2] == size:
+        return split
+    return ImageSplit(resize_images(split.images, size), split.labels, split.factors)
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> uint8 [N, C, size, size], in chunks to bound memory."""
+    out = torch.empty(*images.shape[:2], size, size, dtype=torch.uint8)
+    for start in range(0, images.shape[0], _RESIZE_CHUNK):
+        part = images[start : start + _RESIZE_CHUNK].float()
+        resized = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True,
+                                align_corners=False)
+        out[start : start + _RESIZE_CHUNK] = resized.round().clamp(0, 255).to(torch.uint8)
+    return out

@@ -1,0 +1,106 @@
+"""The in-memory dataset layout every loader returns.
+
+All images are held as one uint8 tensor per split, ``[N, C, H, W]`` on the CPU. That layout is a
+fraction of the size of float images, it feeds the batched GPU augmentation directly (one index
+and one ``.to(device)`` per batch, no per-item Python), and it is the same for every dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from genssl.errors import ShapeError
+
+FACTOR_KINDS: tuple[str, ...] = ("continuous", "discrete")
+
+
+@dataclass
+class ImageSplit:
+    """One split of a dataset.
+
+    Attributes:
+        images: uint8 ``[N, C, H, W]``, CPU, contiguous.
+        labels: int64 ``[N]``, the content class.
+        factors: ground-truth style factors, each ``[N]``: float32 when continuous, int64 when
+            discrete; empty when the dataset has none.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def select(self, index: torch.Tensor) -> ImageSplit:
+        """The images at ``index`` (an int64 tensor), with their labels and factors."""
+        return ImageSplit(
+            images=self.images[index].contiguous(),
+            labels=self.labels[index].contiguous(),
+            factors={k: v[index].contiguous() for k, v in self.factors.items()},
+        )
+
+
+@dataclass
+class ImageDataset:
+    """A train and a test split plus what is known about the classes and style factors."""
+
+    name: str
+    train: ImageSplit
+    test: ImageSplit
+    num_classes: int
+    class_names: list[str]
+    factor_kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        """Number of image channels (1 for grey, 3 for colour)."""
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        """Height (= width) of every image in pixels."""
+        return int(self.train.images.shape[2])
+
+    def validate(self) -> ImageDataset:
+        """Check the layout contract; raise :class:`ShapeError` naming the first violation."""
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            _check_split(self.name, split_name, split, self.factor_kinds)
+        if self.train.images.shape[1:] != self.test.images.shape[1:]:
+            raise ShapeError(
+                f"Dataset '{self.name}' has train images of shape {tuple(self.train.images.shape[1:])} "
+                f"but test images of shape {tuple(self.test.images.shape[1:])}; both splits must match."
+            )
+        if len(self.class_names) != self.num_classes:
+            raise ShapeError(
+                f"Dataset '{self.name}' declares {self.num_classes} classes but names "
+                f"{len(self.class_names)}: {self.class_names}."
+            )
+        return self
+
+
+def _check_split(name: str, split_name: str, split: ImageSplit, kinds: dict[str, str]) -> None:
+    where = f"Dataset '{name}' ({split_name} split)"
+    images, labels = split.images, split.labels
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[2] != images.shape[3]:
+        raise ShapeError(
+            f"{where} has images of dtype {images.dtype} and shape {tuple(images.shape)}; "
+            "expected uint8 [N, C, H, W] with H == W."
+        )
+    if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+        raise ShapeError(
+            f"{where} has labels of dtype {labels.dtype} and shape {tuple(labels.shape)}; "
+            f"expected int64 [{images.shape[0]}]."
+        )
+    if set(split.factors) != set(kinds):
+        raise ShapeError(
+            f"{where} has factors {sorted(split.factors)} but declares kinds for {sorted(kinds)}."
+        )
+    for factor, values in split.factors.items():
+        want = torch.float32 if kinds[factor] == "continuous" else torch.int64
+        if values.dtype != want or values.shape != (images.shape[0],):
+            raise ShapeError(
+                f"{where} has factor '{factor}' of dtype {values.dtype} and shape "
+                f"{tuple(values.shape)}; expected {want} [{images.shape[0]}] ({kinds[factor]})."
+            )
