@@ -47,8 +47,8 @@ def test_shapes_dtype_range_and_recorded_params(images):
     assert (aspect >= 0.75 - 1e-5).all() and (aspect <= 4 / 3 + 1e-5).all()
     # The crop box lies inside the image.
     width, height = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
-    assert (params["crop_x"] - width / 2 >= -1e-5).all() and (params["crop_x"] + width / 2 <= 1 + 1e-5).all()
-    assert (params["crop_y"] - height / 2 >= -1e-5).all() and (params["crop_y"] + height / 2 <= 1 + 1e-5).all()
+    for centre, extent in ((params["crop_x"], width), (params["crop_y"], height)):
+        assert (centre - extent / 2 >= -1e-5).all() and (centre + extent / 2 <= 1 + 1e-5).all()
     for flag in ("hflip", "vflip", "grayscale"):
         assert set(params[flag].unique().tolist()) <= {0.0, 1.0}
     assert params["rotation"].abs().max() <= 20
@@ -88,7 +88,8 @@ def test_flips_flip(images):
     x = images.float() / 255
     views, params = MultiViewAugment(2, 32, hflip=1.0)(images)
     assert (params["hflip"] == 1).all()
-    assert torch.allclose(views[:, 0], x.flip(-1), atol=1e-6) and torch.allclose(views[:, 1], x.flip(-1), atol=1e-6)
+    for j in range(2):
+        assert torch.allclose(views[:, j], x.flip(-1), atol=1e-6)
     views, _ = MultiViewAugment(1, 32, vflip=1.0)(images)
     assert torch.allclose(views[:, 0], x.flip(-2), atol=1e-6)
     views, params = MultiViewAugment(1, 32, hflip=0.5)(images, gen(3))
@@ -108,16 +109,18 @@ def test_rotation_matches_torchvision(images):
             assert torch.allclose(views[i, j], ref, atol=1e-4), angle
 
 
-def test_crop_matches_torchvision_resized_crop(images):
-    views, p = MultiViewAugment(1, 32, crop={"scale": [0.25, 0.5]})(images[:4], gen(1))
-    x = images[:4].float() / 255
+def test_crop_matches_torchvision_resized_crop():
+    # Smooth images: a box off by a pixel or two changes them clearly, rounding to whole pixels does not.
+    x = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4, generator=gen(0)), size=32, mode="bilinear")
+    views, p = MultiViewAugment(1, 32, crop={"scale": [0.25, 0.5]})(x, gen(1))
     for i in range(4):
-        w, h = (p["crop_scale"][i, 0] * p["crop_aspect"][i, 0]).sqrt(), (p["crop_scale"][i, 0] / p["crop_aspect"][i, 0]).sqrt()
-        # Compare the interior with an integer-aligned crop of about the same box.
-        left, top = round(float((p["crop_x"][i, 0] - w / 2) * 32)), round(float((p["crop_y"][i, 0] - h / 2) * 32))
-        ref = TF.resized_crop(x[i], top, left, round(float(h * 32)), round(float(w * 32)), [32, 32],
+        area, aspect = float(p["crop_scale"][i, 0]), float(p["crop_aspect"][i, 0])
+        w, h = (area * aspect) ** 0.5, (area / aspect) ** 0.5
+        # An integer-aligned crop of about the same box looks about the same.
+        left, top = round((float(p["crop_x"][i, 0]) - w / 2) * 32), round((float(p["crop_y"][i, 0]) - h / 2) * 32)
+        ref = TF.resized_crop(x[i], top, left, round(h * 32), round(w * 32), [32, 32],
                               interpolation=InterpolationMode.BILINEAR, antialias=False)
-        assert (views[i, 0] - ref).abs().mean() < 0.05
+        assert (views[i, 0] - ref).abs().mean() < 0.03
 
 
 def test_grey_images_skip_colour_only_ops():
@@ -178,7 +181,8 @@ def test_output_always_valid(views, size, channels, scale_low, ratio_low, ratio_
     augment = MultiViewAugment(
         views, size, crop={"scale": [scale_low, 1.0], "ratio": [ratio_low, ratio_high]}, hflip=p, vflip=p,
         rotation={"p": p, "degrees": degrees},
-        color_jitter={"p": p, "brightness": strength, "contrast": strength, "saturation": strength, "hue": hue},
+        color_jitter={"p": p, "brightness": strength, "contrast": strength, "saturation": strength,
+                      "hue": hue},
         grayscale=p, blur={"p": p, "sigma": [0.05, sigma_high]},
     )
     g = gen(seed)

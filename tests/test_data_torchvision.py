@@ -135,7 +135,10 @@ def write_celeba(root: Path) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         pixels[:20] = 255
         pixels[-20:] = 255
         Image.fromarray(pixels).save(base / "img_align_celeba" / name, quality=95)
-    rows = lambda values: "".join(f"{n} {' '.join(map(str, v))}\n" for n, v in zip(names, values))  # noqa: E731
+
+    def rows(values) -> str:
+        return "".join(f"{n} {' '.join(map(str, v))}\n" for n, v in zip(names, values))
+
     (base / "list_eval_partition.txt").write_text(rows([[p] for p in PARTITION]))
     (base / "identity_CelebA.txt").write_text(rows([[i + 1] for i in range(len(names))]))
     (base / "list_bbox_celeba.txt").write_text(

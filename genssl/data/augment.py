@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from genssl.data import colour
 from genssl.data.augment_options import OPTIONS, PROBABILITIES, dict_option, probability
+from genssl.data.plain import to_plain
 from genssl.errors import ConfigError, ShapeError, choices
 
 _CROP_TRIES = 10  # like torchvision's RandomResizedCrop before it falls back to a centre crop
@@ -241,7 +242,7 @@ def _largest_odd_below(size: int) -> int:
 
 def build_augment(cfg: Mapping[str, Any] | None, num_views: int, image_size: int) -> MultiViewAugment:
     """A :class:`MultiViewAugment` from the ``data.augment`` config (keys = constructor kwargs)."""
-    cfg = {} if cfg is None else _plain(cfg)
+    cfg = {} if cfg is None else to_plain(cfg)
     if not isinstance(cfg, dict):
         raise ConfigError(f"data.augment must be a mapping with keys {choices(OPTIONS)}, got {cfg!r}.")
     unknown = sorted(set(cfg) - set(OPTIONS))
@@ -254,11 +255,3 @@ def build_augment(cfg: Mapping[str, Any] | None, num_views: int, image_size: int
             cfg.pop(key, None)  # null means "off", which for a probability is 0
     return MultiViewAugment(num_views, image_size, **cfg)
 
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers (or any mappings and lists) -> plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value

@@ -7,7 +7,7 @@ antialiased resize to ``image_size``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from genssl.data.celeba import load_celeba
 from genssl.data.digits import load_digits
 from genssl.data.fashion_mnist import load_fashion_mnist
+from genssl.data.plain import to_plain
 from genssl.data.shapes import load_shapes
 from genssl.data.torchvision_sets import load_cifar10, load_mnist, load_stl10
 from genssl.data.types import ImageDataset, ImageSplit
@@ -81,7 +82,7 @@ def load_dataset(
     params = inspect.signature(loader).parameters
     common = {"root": root, "download": download, "image_size": image_size}
     kwargs = {k: v for k, v in common.items() if k in params}
-    kwargs.update({k: _plain(v) for k, v in options.items()})
+    kwargs.update({k: to_plain(v) for k, v in options.items()})
     dataset = loader(**kwargs)
     train = _subset(dataset.train, train_subset, seed, 0, "train_subset")
     test = _subset(dataset.test, test_subset, seed, 1, "test_subset")
@@ -94,15 +95,6 @@ def load_dataset(
 def _check_name(name: str) -> None:
     if name not in _LOADERS:
         raise ConfigError(f"Unknown dataset '{name}' (data.name); choose {choices(DATASETS)}.")
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain lists and dicts, so loaders see ordinary Python values."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _subset(split: ImageSplit, size: int | None, seed: int, stream: int, option: str) -> ImageSplit:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from genssl.data.idx import find_idx, read_idx
 from genssl.data.types import ImageDataset, ImageSplit
 from genssl.errors import DataError
