@@ -37,7 +37,7 @@ def build_prior(prior_cfg: Mapping[str, Any] | str) -> Callable:
     try:
         return hydra.utils.instantiate(prior_cfg)
     except Exception as err:  # hydra wraps import and signature errors in its own exception types
-        cause = err.__cause__ or err
+        cause = " ".join(str(err.__cause__ or err).split()).rstrip(".")  # hydra's messages span lines
         raise ConfigError(
             f"Could not build the prior model.prior._target_='{target}' with arguments "
             f"{dict((k, v) for k, v in prior_cfg.items() if k != '_target_')}: {cause}. A prior is a Pyro "
