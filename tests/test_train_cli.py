@@ -127,3 +127,20 @@ def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, override, fragments):
 
 def test_eval_without_run_dir_explains(tmp_path):
     assert_one_paragraph_error(run_cli("genssl-eval", f"run_dir={tmp_path}"), "config.yaml", "genssl-train")
+
+
+@pytest.mark.parametrize("method", ["simvae", "beta_vae"])
+def test_shapes_trains_and_evaluates(tmp_path, method):
+    result, run_dir = train(tmp_path, f"method={method}", "data=shapes", "data.options.num_train=512",
+                            "data.options.num_test=256", "trainer.batch_size=64", "trainer.max_epochs=1", *TINY)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["data"] == "shapes" and 0.0 <= metrics["content"]["linear"] <= 1.0
+
+
+def test_bf16_on_cpu_and_wandb_offline(tmp_path):
+    result, run_dir = train(tmp_path, "method=vae", *DIGITS, "trainer.max_steps=3", "trainer.precision=bf16",
+                            "logger=wandb", "trainer.log_every=1")
+    assert result.returncode == 0, result.stderr
+    assert list((run_dir / "wandb").glob("offline-run-*")), "wandb should log offline into the run dir"
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 3

@@ -49,4 +49,4 @@ def build_decoder(name: str, latent_dim: int, channels: int, image_size: int) ->
     return ResNet18Decoder(latent_dim, channels, image_size)
 
 
-__all__ = ["NETWORKS", "build_encoder", "build_decoder"]
+__all__ = ["NETWORKS", "SUPPORTED_SIZES", "build_encoder", "build_decoder"]
