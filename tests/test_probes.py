@@ -19,7 +19,7 @@ def blobs(n=600, d=8, classes=4, spread=1.5, seed=0):
 def test_linear_probe_agrees_with_sklearn():
     x, y = blobs()
     xt, yt = blobs(seed=1)
-    ours = linear_probe(x, y, xt, yt, 4, weight_decay=1e-3)
+    ours = linear_probe(x, y, xt, yt, 4, weight_decays=[1e-3])["accuracy"]
     mean, std = x.mean(0), x.std(0)
     ref = LogisticRegression(C=1 / (1e-3 * len(x)), max_iter=2000).fit(((x - mean) / std).numpy(), y.numpy())
     theirs = ref.score(((xt - mean) / std).numpy(), yt.numpy())
@@ -31,7 +31,17 @@ def test_linear_probe_is_chance_on_noise():
     g = torch.Generator().manual_seed(0)
     x, xt = torch.randn(500, 8, generator=g), torch.randn(500, 8, generator=g)
     y, yt = torch.randint(0, 4, (500,), generator=g), torch.randint(0, 4, (500,), generator=g)
-    assert linear_probe(x, y, xt, yt, 4) < 0.35
+    assert linear_probe(x, y, xt, yt, 4)["accuracy"] < 0.35
+
+
+def test_linear_probe_hyperparameter_is_chosen_without_the_test_labels():
+    x, y = blobs(spread=0.6)
+    xt, yt = blobs(seed=1, spread=0.6)
+    grid = [1e-1, 1e-3, 1e-6]
+    first = linear_probe(x, y, xt, yt, 4, weight_decays=grid)
+    shuffled = linear_probe(x, y, xt, yt[torch.randperm(len(yt))], 4, weight_decays=grid)
+    assert first["weight_decay"] in grid and first["weight_decay"] == shuffled["weight_decay"]
+    assert first["val_accuracy"] == shuffled["val_accuracy"]
 
 
 def test_knn_matches_brute_force():

@@ -115,6 +115,7 @@ def test_mixture_prior_via_name(tmp_path):
     ("data.num_views=1", ["data.num_views=1", "method=vae"]),
     ("model.prior._target_=nowhere.Prior", ["nowhere.Prior", "prior"]),
     ("trainer.resume=true", ["no checkpoint"]),
+    ("data.image_size=40", ["40×40", "28, 32, 64", "net.encoder=mlp"]),
 ])
 def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, override, fragments):
     if override == "trainer.device=cuda" and torch.cuda.is_available():

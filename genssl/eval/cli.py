@@ -67,7 +67,7 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path, cfg: DictConfig) -> dict:
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {
         "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed}
-    metrics.update(evaluate(method, dataset, cfg.eval, device, progress=cfg.trainer.progress))
+    metrics.update(evaluate(method, dataset, cfg.eval, device, cfg.seed, progress=cfg.trainer.progress))
     write_json_atomic(metrics_path, metrics)
     return metrics
 

@@ -1,6 +1,8 @@
 """Probes that read content out of frozen features. Pure tensor functions; run on any device."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.nn import functional as F
 
@@ -11,29 +13,56 @@ def standardise(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tenso
     return tuple((t - mean) / std for t in (train, *others))
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 num_classes: int, weight_decay: float = 1e-4, max_iter: int = 300) -> float:
-    """Multinomial logistic regression fitted by full-batch L-BFGS; returns test accuracy.
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int = 500,
+                 init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression by full-batch L-BFGS; returns (W, b).
 
-    Minimises mean_i −log softmax(W x_i + b)_{y_i} + (λ/2)‖W‖² on standardised features.
+    Minimises mean_i −log softmax(W x_i + b)_{y_i} + (λ/2)‖W‖², λ = ``weight_decay``.
     """
-    train_x, test_x = standardise(train_x.float(), test_x.float())
-    weight = torch.zeros(train_x.shape[1], num_classes, device=train_x.device, requires_grad=True)
-    bias = torch.zeros(num_classes, device=train_x.device, requires_grad=True)
+    weight = torch.zeros(x.shape[1], num_classes, device=x.device) if init is None else init[0].clone()
+    bias = torch.zeros(num_classes, device=x.device) if init is None else init[1].clone()
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+                                  tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(train_x @ weight + bias, train_y) + 0.5 * weight_decay * weight.pow(2).sum()
+        loss = F.cross_entropy(x @ weight + bias, y) + 0.5 * weight_decay * weight.pow(2).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
-    with torch.no_grad():
-        predicted = (test_x @ weight + bias).argmax(1)
-    return (predicted == test_y).float().mean().item()
+    return weight.detach(), bias.detach()
+
+
+def _accuracy(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+    return ((x @ params[0] + params[1]).argmax(1) == y).float().mean().item()
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 num_classes: int, weight_decays: Sequence[float] = (1e-4, 1e-5, 1e-6),
+                 val_fraction: float = 0.1, max_iter: int = 500, seed: int = 0) -> dict[str, float]:
+    """Logistic-regression probe whose weight decay is chosen on a validation split of the training set.
+
+    Features are standardised with training statistics. Each λ in ``weight_decays`` (strongest first,
+    each fit warm-started from the last) is fitted on the training split less a seeded
+    ``val_fraction``, scored on that held-out part; the best λ is refitted on the whole training split
+    and scored once on the test split. Returns ``{"accuracy", "weight_decay", "val_accuracy"}``.
+    """
+    train_x, test_x = standardise(train_x.float(), test_x.float())
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed)).to(train_x.device)
+    n_val = max(1, int(len(train_x) * val_fraction)) if len(weight_decays) > 1 else 0
+    val, fit = order[:n_val], order[n_val:]
+    best, params = (-1.0, weight_decays[0]), None
+    for decay in sorted(weight_decays, reverse=True) if n_val else []:
+        params = fit_logistic(train_x[fit], train_y[fit], num_classes, decay, max_iter, init=params)
+        score = _accuracy(params, train_x[val], train_y[val])
+        if score > best[0]:
+            best = (score, decay)
+    final = fit_logistic(train_x, train_y, num_classes, best[1], max_iter)
+    return {"accuracy": _accuracy(final, test_x, test_y), "weight_decay": best[1], "val_accuracy": best[0]}
 
 
 @torch.no_grad()

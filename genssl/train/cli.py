@@ -57,7 +57,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     wall = time.perf_counter() - start
     metrics = metrics_payload(cfg, state, wall)
     if cfg.eval.enabled:
-        metrics.update(evaluate(method, dataset, cfg.eval, device, progress=cfg.trainer.progress))
+        metrics.update(evaluate(method, dataset, cfg.eval, device, cfg.seed, progress=cfg.trainer.progress))
     write_json_atomic(run_dir / "metrics.json", metrics)
     content = metrics.get("content", {})
     print(f"genssl: {cfg.method.name} on {cfg.data.name}: "
