@@ -41,14 +41,20 @@ def loss_and_sample(elbo, model, guide, x, seed=3):
     return loss, guide_sample(guide, x, seed)
 
 
-def test_simvae_monte_carlo_elbo_equals_closed_form():
-    """Trace_ELBO = −(1/BJ)[Σ_j log p(x_ij|z_ij) − log q(z_ij|x_ij)] + Σ_j ‖z_ij − z̄_i‖²/(2σ²) − const."""
+def simvae_terms(elbo):
+    """A flat-prior SimVAE's loss under ``elbo`` with the z, q(z|x) and log p(x|z) of the same draw."""
     model, guide = make_pair(FlatPrior())
     x = torch.rand(B, J, 1, 8, 8)
-    loss, nodes = loss_and_sample(Trace_ELBO(), model, guide, x)
+    loss, nodes = loss_and_sample(elbo, model, guide, x)
     z = nodes["z"]["value"]
     loc, scale = guide.encode(x)
     log_px = dist.Bernoulli(logits=model.decoder(z), validate_args=False).log_prob(x).sum()
+    return model, guide, loss, z, loc, scale, log_px
+
+
+def test_simvae_monte_carlo_elbo_equals_closed_form():
+    """Trace_ELBO = −(1/BJ)[Σ_j log p(x_ij|z_ij) − log q(z_ij|x_ij)] + Σ_j ‖z_ij − z̄_i‖²/(2σ²) − const."""
+    model, guide, loss, z, loc, scale, log_px = simvae_terms(Trace_ELBO())
     log_qz = dist.Normal(loc, scale).log_prob(z).sum()
     spread = (z - z.mean(1, keepdim=True)).pow(2).sum()
     elbo = log_px - log_qz - spread / (2 * VIEW_VAR) + B * flat_log_normaliser()
@@ -60,12 +66,7 @@ def test_simvae_monte_carlo_elbo_equals_closed_form():
 
 def test_simvae_analytic_elbo_equals_closed_form_with_entropy():
     """Mean-field ELBO: E_q log p(x|z) (one sample) + H[q] − E_q Σ_j ‖z_ij − z̄_i‖²/(2σ²) + const."""
-    model, guide = make_pair(FlatPrior())
-    x = torch.rand(B, J, 1, 8, 8)
-    loss, nodes = loss_and_sample(TraceMeanField_ELBO(), model, guide, x)
-    z = nodes["z"]["value"]
-    loc, scale = guide.encode(x)
-    log_px = dist.Bernoulli(logits=model.decoder(z), validate_args=False).log_prob(x).sum()
+    _, _, loss, _, loc, scale, log_px = simvae_terms(TraceMeanField_ELBO())
     entropy = dist.Normal(loc, scale).entropy().sum()
     expected_spread = (loc - loc.mean(1, keepdim=True)).pow(2).sum() + (1 - 1 / J) * scale.pow(2).sum()
     elbo = log_px + entropy - expected_spread / (2 * VIEW_VAR) + B * flat_log_normaliser()
