@@ -24,9 +24,13 @@ data:
 			|| echo "warning: could not install dataset-fashion-mnist; genssl will try data.root or a download"; \
 	fi
 
+# SimVAE for 3 epochs beside its zero-epoch baseline (the same encoder, untrained).
 run: install
+	$(VENV)/bin/genssl-train method=simvae data=fashion_mnist trainer.max_epochs=0 logger=none \
+		hydra.run.dir=outputs/make-run/simvae-untrained
 	$(VENV)/bin/genssl-train method=simvae data=fashion_mnist trainer.max_epochs=3 logger=none \
 		hydra.run.dir=outputs/make-run/simvae
+	$(PY) -m genssl.eval.summary outputs/make-run/simvae-untrained outputs/make-run/simvae
 
 test: install
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_FLAGS)

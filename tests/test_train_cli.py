@@ -49,6 +49,10 @@ def test_simvae_run_writes_the_run_dir_contract(tmp_path):
     assert again.returncode == 0, again.stderr
     re_evaluated = json.loads(metrics_path.read_text())
     assert re_evaluated["content"] == pytest.approx(metrics["content"], abs=1e-6)
+    # The summary table shows the run's figures.
+    from genssl.eval.summary import format_table, rows
+    table = format_table(rows([run_dir, tmp_path / "missing"]))
+    assert "simvae" in table and f"{metrics['content']['linear']:.4f}" in table and "missing" not in table
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -6,6 +6,7 @@ arguments override the run's config, e.g. ``eval.knn.k=10`` or ``trainer.device=
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import sys
 from pathlib import Path
@@ -43,7 +44,9 @@ def parse_args(argv: list[str]) -> tuple[Path, Path, list[str]]:
 
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The run's config with today's evaluation protocol (so old and new runs compare), then ``overrides``."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg.eval = OmegaConf.load(importlib.resources.files("genssl.configs").joinpath("eval", "default.yaml"))
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     except Exception as err:

@@ -1,0 +1,41 @@
+"""Print a table of finished runs: ``python -m genssl.eval.summary <run dir> [<run dir> ...]``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = ("run", "method", "data", "epochs", "linear", "knn", "rank_me")
+
+
+def rows(run_dirs: list[Path]) -> list[dict[str, str]]:
+    table = []
+    for run_dir in run_dirs:
+        path = run_dir / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        table.append({"run": str(run_dir), "method": m["method"], "data": m["data"],
+                      "epochs": str(m.get("train", {}).get("epochs", "?")),
+                      "linear": f"{m['content']['linear']:.4f}", "knn": f"{m['content']['knn']:.4f}",
+                      "rank_me": f"{m.get('rank_me', float('nan')):.1f}"})
+    return table
+
+
+def format_table(table: list[dict[str, str]]) -> str:
+    widths = {c: max(len(c), *(len(r[c]) for r in table)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in table]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    table = rows([Path(a) for a in sys.argv[1:]])
+    if not table:
+        print("No metrics.json found in " + ", ".join(sys.argv[1:]), file=sys.stderr)
+        sys.exit(1)
+    print(format_table(table))
+
+
+if __name__ == "__main__":
+    main()
