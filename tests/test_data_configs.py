@@ -50,7 +50,8 @@ def test_data_config_composes(primary, name):
 
 def test_augment_preset_override_from_the_command_line(primary):
     default = composed(primary)
-    assert default.data.augment.crop.scale == [0.4, 1.0] and default.data.augment.hflip == 0.5
+    assert default.data.augment.crop.scale == [0.6, 1.0] and default.data.augment.hflip == 0.5
+    assert composed(primary, "data=mnist").data.augment.crop.scale == [0.4, 1.0]
     cfg = composed(primary, "data/augment=none")
     assert OmegaConf.to_container(cfg.data.augment) == {
         "crop": None, "hflip": 0.0, "vflip": 0.0, "rotation": None, "color_jitter": None,
