@@ -33,7 +33,7 @@ def composed(primary: Path, *overrides: str):
 
 def test_every_dataset_has_a_config():
     assert sorted(p.stem for p in (CONFIGS / "data").glob("*.yaml")) == sorted(DATASETS)
-    assert set(PRESETS) == {"none", "grey", "colour", "shapes"}
+    assert set(PRESETS) == {"none", "grey", "fashion", "colour", "shapes"}
 
 
 @pytest.mark.parametrize("name", DATASETS)
