@@ -139,3 +139,30 @@ def test_gaussian_likelihood_uses_fixed_variance():
     trace = poutine.trace(poutine.replay(model, trace=poutine.trace(guide).get_trace(x))).get_trace(x)
     fn = trace.nodes["x"]["fn"].base_dist
     torch.testing.assert_close(fn.scale, torch.full_like(fn.scale, math.exp(-2.3)))
+
+
+def laplace_prior(batch_size, latent_dim):
+    """A plain-function prior whose learnable scale lives in Pyro's param store."""
+    scale = pyro.param("laplace_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+    return pyro.sample("y", dist.Laplace(0.0, scale).expand([latent_dim]).to_event(1))
+
+
+def test_plain_function_prior_parameters_are_found_for_the_optimiser():
+    from genssl.inference.pyro_ssl import PyroSSL
+
+    model, guide = make_pair(laplace_prior)
+    method = PyroSSL(model, guide)
+    method(torch.rand(B, J, 1, 8, 8)).backward()
+    extra = method.extra_parameters()
+    assert list(extra) == ["laplace_scale"] and extra["laplace_scale"].grad is not None
+    assert not any(p is extra["laplace_scale"] for p in method.parameters())
+
+
+def test_pyro_module_prior_parameters_are_module_parameters_only():
+    from genssl.inference.pyro_ssl import PyroSSL
+
+    model, guide = make_pair(MixturePrior(L, num_components=3), integrate=False)
+    method = PyroSSL(model, guide)
+    method(torch.rand(B, J, 1, 8, 8)).backward()
+    assert method.extra_parameters() == {}
+    assert any(name.endswith("prior.means_unconstrained") for name, _ in method.named_parameters())
