@@ -247,8 +247,9 @@ def test_imq_kernel_and_hsic_exact():
     assert_value_and_grad(lambda a, c: obj.hsic_exact(obj.imq_kernel(a, a, 0.8), c @ c.T), naive_hsic, x, b)
 
 
-def test_hsic_features_equals_exact_on_explicit_grams():
-    phi, psi = rand(10, 6, seed=13), rand(10, 4, seed=14)
+@pytest.mark.parametrize("n,f1,f2", [(10, 6, 4), (4, 12, 10)])  # feature path; Gram path
+def test_hsic_features_equals_exact_on_explicit_grams(n, f1, f2):
+    phi, psi = rand(n, f1, seed=13), rand(n, f2, seed=14)
     assert_value_and_grad(obj.hsic_features, lambda a, b: obj.hsic_exact(a @ a.T, b @ b.T), phi, psi)
 
 

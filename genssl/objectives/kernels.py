@@ -76,14 +76,20 @@ def hsic_features(phi: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
     """Biased HSIC with kernels ΦΦᵀ and ΨΨᵀ, in linear time: ‖(Φ − Φ̄)ᵀ(Ψ − Ψ̄)‖_F² / n².
 
     Equals :func:`hsic_exact` of the two explicit Gram matrices. For HSIC(Z, Z), pass features
-    of two independent frequency draws so that the estimate of k² is unbiased.
+    of two independent frequency draws so that the estimate of k² is unbiased. Cost O(n F F′)
+    with an F×F′ intermediate (linear in n); when n is below F F′/(F + F′) the identical value
+    tr(HΦΦᵀH · HΨΨᵀH)/n² is computed from n×n Gram matrices instead, which is then cheaper.
     """
     check_matrix("phi", phi)
     check_matrix("psi", psi)
     if phi.shape[0] != psi.shape[0]:
         raise ShapeError(f"phi has {phi.shape[0]} rows but psi has {psi.shape[0]}: they must match.")
-    cross = (phi - phi.mean(dim=0)).T @ (psi - psi.mean(dim=0))
-    return cross.pow(2).sum() / phi.shape[0] ** 2
+    n = phi.shape[0]
+    phi_c, psi_c = phi - phi.mean(dim=0), psi - psi.mean(dim=0)
+    if n >= phi.shape[1] * psi.shape[1] / (phi.shape[1] + psi.shape[1]):
+        return (phi_c.T @ psi_c).pow(2).sum() / n**2  # [F, F′]: cost linear in n
+    # small batches (n below the feature counts): the same value via two n×n Gram matrices
+    return ((phi_c @ phi_c.T) * (psi_c @ psi_c.T)).sum() / n**2
 
 
 def identity_hsic_exact(k: torch.Tensor, num_views: int) -> torch.Tensor:
