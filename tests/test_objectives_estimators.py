@@ -14,7 +14,6 @@ from scipy import integrate, special, stats
 from genssl import objectives as obj
 from genssl.errors import ConfigError, ShapeError
 
-torch.set_num_threads(1)
 D64 = torch.float64
 
 

@@ -11,7 +11,6 @@ from genssl import objectives as obj
 
 lightly_loss = pytest.importorskip("lightly.loss")
 
-torch.set_num_threads(1)
 D64 = torch.float64
 
 

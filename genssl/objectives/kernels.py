@@ -33,6 +33,8 @@ def imq_kernel(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor = 1.0) 
     """Exact IMQ Gram matrix k(x_i, y_j) = c / √(‖x_i − y_j‖² + c²), shape ``[n, m]``."""
     check_matrix("x", x)
     check_matrix("y", y)
+    if not isinstance(c, torch.Tensor):
+        check_positive("c", c)
     sq = (x.unsqueeze(1) - y.unsqueeze(0)).pow(2).sum(-1)
     return c / torch.sqrt(sq + c * c)
 
@@ -58,6 +60,8 @@ def random_fourier_features(z: torch.Tensor, frequencies: torch.Tensor,
     if frequencies.dim() != 2 or frequencies.shape[1] != z.shape[1]:
         raise ShapeError(f"frequencies have shape {tuple(frequencies.shape)}: expected "
                          f"[num_features, {z.shape[1]}] to match z's feature size.")
+    if not isinstance(c, torch.Tensor):
+        check_positive("c", c)
     proj = (z @ frequencies.T) / c
     return torch.cat([torch.cos(proj), torch.sin(proj)], dim=1) / math.sqrt(frequencies.shape[0])
 

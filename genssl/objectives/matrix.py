@@ -12,6 +12,8 @@ Degenerate spectra (collapsed or duplicated rows give eigenvalue 0 with high mul
   Eigenvalues are clamped below at ``floor`` (default 1e-8): eigenvalues under the floor add
   f(floor) to the sum with zero gradient, which keeps −λ log λ (α = 1) and λ^α (α < 1)
   differentiable at λ = 0. The value changes by at most n·f(floor) (≈ 2e-7·n for α = 1).
+* an all-zero K (every row of z zero) has no spectrum to speak of: the power sum tr[(K/n)^α] is
+  clamped at ``floor`` too, so the value stays finite (with zero gradient) instead of ±inf.
 """
 from __future__ import annotations
 
@@ -47,10 +49,10 @@ def matrix_renyi_entropy(k: torch.Tensor, alpha: float = 2.0, *,
     a = k / n
     alpha = float(alpha)
     if alpha == 2.0:
-        return -torch.log((a * a.T).sum())
+        return -torch.log((a * a.T).sum().clamp_min(floor))
     if alpha > 2.0 and _is_integer(alpha):
         power = torch.linalg.matrix_power(a, int(alpha))
-        return torch.log(torch.diagonal(power).sum()) / (1.0 - alpha)
+        return torch.log(torch.diagonal(power).sum().clamp_min(floor)) / (1.0 - alpha)
     lam = torch.linalg.eigvalsh((a + a.T) / 2).clamp_min(floor)
     if alpha == 1.0:
         return -(lam * torch.log(lam)).sum()

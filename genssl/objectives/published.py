@@ -159,13 +159,16 @@ def ssl_hsic_loss(z: torch.Tensor, *, gamma: float = 3.0, c: float | torch.Tenso
     IMQ kernel with scale c, Y the image identity (:func:`identity_hsic_exact` /
     :func:`identity_hsic_features`; differs from the official code by the constant
     mean k(z, z)/(M − 1)). With ``num_features`` = D, random Fourier features (linear in N·M):
-    HSIC(Z, Y) from one draw, HSIC(Z, Z) from two independent draws. ``num_features=None`` gives
+    HSIC(Z, Y) from one draw, HSIC(Z, Z) from two independent draws (paired cos/sin features;
+    the official code uses D random-phase cosines). ``num_features=None`` gives
     the exact quadratic-cost loss. √· is taken of max(HSIC(Z, Z), ε), finite at collapse. The
     official code detaches c here and learns it with :func:`imq_scale_objective`.
     """
     if z.dim() != 3 or z.shape[1] < 2:
         raise ShapeError(f"z has shape {tuple(z.shape)}: expected [images, views >= 2, features].")
     check_positive("gamma", gamma, allow_zero=True)
+    if not isinstance(c, torch.Tensor):
+        check_positive("c", c)
     n_img, views, dim = z.shape
     flat = z.reshape(n_img * views, dim)
     if normalise:
@@ -192,7 +195,7 @@ def umae_uniformity(z: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
 def mmae_coding_rate_loss(z: torch.Tensor, mu: float = 1.0, *, normalise: bool = True) -> torch.Tensor:
     """M-MAE regulariser −log det(I_d + (μ/d) ẐᵀẐ) (weight λ = 0.01; μ = 1 ViT-B, 3 ViT-L).
 
-    Second-order Taylor form: −(μ/d) tr(ẐᵀẐ) + (μ²/2d²) Σ_ij (ẑ_iᵀẑ_j)², i.e. up to a constant
-    (μ² n²/2d²)·:func:`umae_uniformity` for unit rows: U-MAE's term, close for small μ.
+    Second-order Taylor form: −(μ/d) tr(ẐᵀẐ) + (μ²/2d²) Σ_ij (ẑ_iᵀẑ_j)², which for unit rows is
+    −μn/d + (μ²n²/2d²)·:func:`umae_uniformity`: U-MAE's term plus a constant, close for small μ.
     """
     return -total_coding_rate(z, mu, normalise=normalise)
