@@ -24,7 +24,8 @@ def test_every_contract_name_has_a_config():
 
 def test_method_defaults():
     simvae = config("method=simvae")
-    assert simvae.model.prior._target_ == "genssl.models.FlatPrior" and simvae.data.num_views == 2
+    assert simvae.model.prior._target_ == "genssl.models.NormalPrior" and simvae.data.num_views == 2
+    assert config("method=simvae", "model.prior=flat").model.prior._target_ == "genssl.models.FlatPrior"
     vae = config("method=vae")
     assert vae.model.prior._target_ == "genssl.models.NormalPrior" and vae.data.num_views == 1
     assert vae.model.view_var is None and vae.data.augment.crop is None
@@ -56,3 +57,8 @@ def test_sweep_values_are_checked():
     assert normalise_overrides(["method=simvae,vae"]) == ["method=simvae,vae"]
     with pytest.raises(ConfigError, match="'nope'"):
         normalise_overrides(["method=simvae,nope"])
+
+
+def test_user_prior_does_not_inherit_the_default_priors_kwargs():
+    cfg = config("method=simvae", "model.prior._target_=mymodule.MyPrior")
+    assert dict(cfg.model.prior) == {"_target_": "mymodule.MyPrior"}

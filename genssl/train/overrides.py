@@ -24,7 +24,14 @@ def group_options(group: str) -> list[str]:
 
 
 def normalise_overrides(argv: Sequence[str]) -> list[str]:
-    """Rewrite group aliases and reject unknown group options with a one-paragraph error."""
+    """Rewrite group aliases and reject unknown group options with a one-paragraph error.
+
+    ``model.prior._target_=...`` without a prior group selects the empty ``custom`` prior first, so
+    the default prior's keyword arguments do not leak into the user's callable.
+    """
+    keys = [arg.partition("=")[0].lstrip("+~") for arg in argv]
+    if "model.prior._target_" in keys and not {"model/prior", "model.prior"} & set(keys):
+        argv = ["model/prior=custom", *argv]
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
