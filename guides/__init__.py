@@ -1,4 +1,5 @@
 """Pyro guides of genssl (installed as ``genssl.guides``)."""
+from genssl.guides.delta_encoder import DeltaEncoderGuide
 from genssl.guides.normal_encoder import NormalEncoderGuide
 
-__all__ = ["NormalEncoderGuide"]
+__all__ = ["DeltaEncoderGuide", "NormalEncoderGuide"]

@@ -10,10 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from genssl.data import ImageDataset, load_dataset
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.guides import NormalEncoderGuide
+from genssl.guides import DeltaEncoderGuide, NormalEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.models import BUILTIN_PRIORS, SimVAE
+from genssl.models import BUILTIN_PRIORS, SimVAE, ViewModel
 from genssl.nets import build_decoder, build_encoder
+from genssl.nets.heads import projection_head
 
 
 def dataset_from_config(cfg: DictConfig) -> ImageDataset:
@@ -66,7 +67,23 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
     return PyroSSL(model, guide, elbo=m.elbo)
 
 
-BUILDERS: dict[str, Callable[[DictConfig, int, int], PyroSSL]] = {"generative": build_generative}
+def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
+    """Point-embedding methods: a Delta encoder guide with a projection head, and a ViewModel whose
+    terms (``model.terms``, a ``_target_`` returning ``{name: term}``) make the ELBO the method's loss."""
+    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim)
+    p = cfg.guide.projector
+    projector = projection_head(encoder.out_features, p.hidden_dim, p.out_dim, p.layers, p.batch_norm)
+    terms_cfg = OmegaConf.to_container(cfg.model.terms, resolve=True)
+    try:
+        terms = hydra.utils.instantiate(terms_cfg)
+    except Exception as err:
+        raise ConfigError(f"Could not build the objective terms {terms_cfg}: "
+                          f"{' '.join(str(err.__cause__ or err).split())}.") from None
+    return PyroSSL(ViewModel(terms, p.out_dim), DeltaEncoderGuide(encoder, projector), elbo=cfg.model.elbo)
+
+
+BUILDERS: dict[str, Callable[[DictConfig, int, int], PyroSSL]] = {
+    "generative": build_generative, "discriminative": build_discriminative}
 
 
 def build_method(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:

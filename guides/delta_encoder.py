@@ -1,0 +1,39 @@
+"""Point-embedding guide for discriminative methods: q(z_ij | x_ij) = δ(z_ij − g(f(x_ij))).
+
+f is the encoder, g the projection head; the representation used downstream is f(x), before the
+head (as in SimCLR). A Delta guide has zero entropy, so the ELBO of the pair is the model's
+log-density of the embeddings alone: the method's objective.
+"""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+
+class DeltaEncoderGuide(PyroModule):
+    """Samples the site "z" ([B, J, D] embeddings of every view) as a point mass."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+
+    def embed(self, views: torch.Tensor) -> torch.Tensor:
+        """Projected embeddings of views [B, J, C, H, W] → [B, J, D]."""
+        batch, num_views = views.shape[:2]
+        # View-major order keeps each view's images together for BatchNorm, as in two-branch code.
+        flat = views.transpose(0, 1).flatten(0, 1)
+        z = self.projector(self.encoder(flat)).float()
+        return z.unflatten(0, (num_views, batch)).transpose(0, 1)
+
+    def represent(self, images: torch.Tensor) -> torch.Tensor:
+        """The downstream representation: encoder features before the projection head."""
+        return self.encoder(images)
+
+    def forward(self, views: torch.Tensor) -> None:
+        z = self.embed(views)
+        with pyro.plate("images", views.shape[0]):
+            pyro.sample("z", dist.Delta(z, event_dim=2))
