@@ -16,13 +16,15 @@ from __future__ import annotations
 import torch
 
 from genssl.errors import ShapeError
-from genssl.models.view_model import Term
+from genssl.models.view_model import Sites, Term
 from genssl.objectives import (cross_correlation, vicreg_covariance, vicreg_invariance, vicreg_variance,
                                vmf_kde_entropy, vmf_reconstruction)
 
 
-def two_views(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split [B, 2, D] embeddings into the two branches."""
+def two_views(z: torch.Tensor | Sites, site: str = "z") -> tuple[torch.Tensor, torch.Tensor]:
+    """Split [B, 2, D] embeddings (a tensor, or ``sites[site]``) into the two branches."""
+    if not isinstance(z, torch.Tensor):
+        z = z[site]
     if z.shape[1] != 2:
         raise ShapeError(f"This objective compares two views of each image, but data.num_views={z.shape[1]}. "
                          "Set data.num_views=2.")
@@ -33,11 +35,11 @@ def simclr_terms(temperature: float = 0.5) -> dict[str, Term]:
     """InfoNCE: vMF reconstruction (κ = 1/τ) + leave-one-out vMF-KDE entropy of the 2B embeddings."""
     kappa = 1.0 / temperature
 
-    def view_conditional(z: torch.Tensor) -> torch.Tensor:
-        return vmf_reconstruction(*two_views(z), kappa)
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return vmf_reconstruction(*two_views(sites), kappa)
 
-    def entropy(z: torch.Tensor) -> torch.Tensor:
-        both = torch.cat(two_views(z), dim=0)
+    def entropy(sites: Sites) -> torch.Tensor:
+        both = torch.cat(two_views(sites), dim=0)
         return vmf_kde_entropy(both, kappa, exclude_self=True, include_normaliser=False)
 
     return {"view_conditional": view_conditional, "entropy": entropy}
@@ -46,11 +48,11 @@ def simclr_terms(temperature: float = 0.5) -> dict[str, Term]:
 def simclr_er_terms(kappa: float = 10.0, estimator: str = "mean", exclude_self: bool = False) -> dict[str, Term]:
     """ER bound H(Z) + E log q(z2 | z1): vMF reconstruction + per-branch vMF-KDE entropy, symmetrised."""
 
-    def view_conditional(z: torch.Tensor) -> torch.Tensor:
-        return vmf_reconstruction(*two_views(z), kappa)
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return vmf_reconstruction(*two_views(sites), kappa)
 
-    def entropy(z: torch.Tensor) -> torch.Tensor:
-        z1, z2 = two_views(z)
+    def entropy(sites: Sites) -> torch.Tensor:
+        z1, z2 = two_views(sites)
         estimate = [vmf_kde_entropy(b, kappa, estimator=estimator, exclude_self=exclude_self,
                                     include_normaliser=False) for b in (z1, z2)]
         return 0.5 * (estimate[0] + estimate[1])
@@ -61,11 +63,11 @@ def simclr_er_terms(kappa: float = 10.0, estimator: str = "mean", exclude_self: 
 def vicreg_terms(lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: float = 1e-4) -> dict[str, Term]:
     """VICReg: Gaussian view conditional (invariance) + variance/covariance entropy surrogate."""
 
-    def view_conditional(z: torch.Tensor) -> torch.Tensor:
-        return -lambda_ * vicreg_invariance(*two_views(z))
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return -lambda_ * vicreg_invariance(*two_views(sites))
 
-    def entropy(z: torch.Tensor) -> torch.Tensor:
-        z1, z2 = two_views(z)
+    def entropy(sites: Sites) -> torch.Tensor:
+        z1, z2 = two_views(sites)
         variance = 0.5 * (vicreg_variance(z1, eps=eps) + vicreg_variance(z2, eps=eps))
         return -(mu * variance + nu * (vicreg_covariance(z1) + vicreg_covariance(z2)))
 
@@ -75,14 +77,14 @@ def vicreg_terms(lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: 
 def barlow_twins_terms(lambda_: float = 0.0051, eps: float = 1e-5) -> dict[str, Term]:
     """Barlow Twins: on-diagonal agreement (view conditional) + off-diagonal redundancy reduction."""
 
-    def correlation(z: torch.Tensor) -> torch.Tensor:
-        return cross_correlation(*two_views(z), eps=eps)
+    def correlation(sites: Sites) -> torch.Tensor:
+        return cross_correlation(*two_views(sites), eps=eps)
 
-    def view_conditional(z: torch.Tensor) -> torch.Tensor:
-        return -(1.0 - torch.diagonal(correlation(z))).pow(2).sum()
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return -(1.0 - torch.diagonal(correlation(sites))).pow(2).sum()
 
-    def redundancy(z: torch.Tensor) -> torch.Tensor:
-        c = correlation(z)
+    def redundancy(sites: Sites) -> torch.Tensor:
+        c = correlation(sites)
         return -lambda_ * (c.pow(2).sum() - torch.diagonal(c).pow(2).sum())
 
     return {"view_conditional": view_conditional, "redundancy": redundancy}
@@ -91,12 +93,12 @@ def barlow_twins_terms(lambda_: float = 0.0051, eps: float = 1e-5) -> dict[str, 
 def spectral_terms() -> dict[str, Term]:
     """Spectral contrastive: linear-kernel reconstruction + squared cross-similarity penalty."""
 
-    def view_conditional(z: torch.Tensor) -> torch.Tensor:
-        z1, z2 = two_views(z)
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        z1, z2 = two_views(sites)
         return 2.0 * (z1 * z2).sum(1).mean()
 
-    def entropy(z: torch.Tensor) -> torch.Tensor:
-        z1, z2 = two_views(z)
+    def entropy(sites: Sites) -> torch.Tensor:
+        z1, z2 = two_views(sites)
         sims = z1 @ z2.T
         n = z1.shape[0]
         return -(sims.pow(2).sum() - torch.diagonal(sims).pow(2).sum()) / (n * (n - 1))

@@ -1,6 +1,7 @@
 """The model side of discriminative SSL: an energy over the batch of view embeddings.
 
-For embeddings z [B, J, D] proposed by a point-mass guide, the model scores
+For embeddings proposed by a point-mass guide at named sites — "z" (online projections [B, J, D])
+and, for distillation methods, "prediction" and "target" — the model scores
 
     log p(z) = Σ_t log p_t(z)
 
@@ -21,20 +22,28 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule
 
-Term = Callable[[torch.Tensor], torch.Tensor]
+Sites = Mapping[str, torch.Tensor]
+Term = Callable[[Sites], torch.Tensor]
 
 
 class ViewModel(PyroModule):
-    """log p(z) = Σ_t term_t(z) for view embeddings z [B, J, D], entered with ``pyro.factor``."""
+    """log p(sites) = Σ_t term_t(sites), entered with ``pyro.factor``.
 
-    def __init__(self, terms: Mapping[str, Term], embed_dim: int) -> None:
+    ``site_dims`` names the embedding sites the guide proposes and their widths; each is a
+    [B, J, D] latent under the ``images`` plate with an improper flat base measure.
+    """
+
+    def __init__(self, terms: Mapping[str, Term], site_dims: Mapping[str, int]) -> None:
         super().__init__()
         self.terms = dict(terms)
-        self.embed_dim = embed_dim
+        self.site_dims = dict(site_dims)
 
     def forward(self, views: torch.Tensor) -> None:
         batch, num_views = views.shape[:2]
+        sites = {}
         with pyro.plate("images", batch):
-            z = pyro.sample("z", dist.ImproperUniform(constraints.real, (batch,), (num_views, self.embed_dim)))
+            for name, dim in self.site_dims.items():
+                base = dist.ImproperUniform(constraints.real, (batch,), (num_views, dim))
+                sites[name] = pyro.sample(name, base)
         for name, term in self.terms.items():
-            pyro.factor(name, term(z))
+            pyro.factor(name, term(sites))

@@ -31,7 +31,8 @@ def negative_elbo(method_terms, z: torch.Tensor) -> torch.Tensor:
         with pyro.plate("images", views.shape[0]):
             pyro.sample("z", dist.Delta(z, event_dim=2))
 
-    return Trace_ELBO().differentiable_loss(ViewModel(method_terms, z.shape[-1]), guide, torch.empty(*z.shape[:2], 1))
+    model = ViewModel(method_terms, {"z": z.shape[-1]})
+    return Trace_ELBO().differentiable_loss(model, guide, torch.empty(*z.shape[:2], 1))
 
 
 def assert_same_value_and_gradient(ours_fn, reference_fn, constant: float = 0.0, seed: int = 0):
@@ -93,7 +94,7 @@ def test_spectral_is_spectral_contrastive():
 def test_simclr_terms_are_reconstruction_plus_kde_entropy():
     """The entropy term is exactly −mean log p̂ of the leave-one-out KDE (normaliser dropped)."""
     z = torch.randn(B, 2, D)
-    entropy = terms.simclr_terms(0.5)["entropy"](z)
+    entropy = terms.simclr_terms(0.5)["entropy"]({"z": z})
     log_p = vmf_kde_log_density(torch.cat([z[:, 0], z[:, 1]]), 2.0, exclude_self=True, include_normaliser=False)
     torch.testing.assert_close(entropy, -log_p.mean())
 

@@ -79,7 +79,7 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
     except Exception as err:
         raise ConfigError(f"Could not build the objective terms {terms_cfg}: "
                           f"{' '.join(str(err.__cause__ or err).split())}.") from None
-    return PyroSSL(ViewModel(terms, p.out_dim), DeltaEncoderGuide(encoder, projector), elbo=cfg.model.elbo)
+    return PyroSSL(ViewModel(terms, {"z": p.out_dim}), DeltaEncoderGuide(encoder, projector), elbo=cfg.model.elbo)
 
 
 BUILDERS: dict[str, Callable[[DictConfig, int, int], PyroSSL]] = {
