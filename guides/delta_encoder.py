@@ -13,6 +13,15 @@ from pyro.nn import PyroModule
 from torch import nn
 
 
+def embed_views(encoder: nn.Module, projector: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """g(f(x)) for views [B, J, C, H, W] → [B, J, D]."""
+    batch, num_views = views.shape[:2]
+    # View-major order keeps each view's images together for BatchNorm, as in two-branch code.
+    flat = views.transpose(0, 1).flatten(0, 1)
+    z = projector(encoder(flat)).float()
+    return z.unflatten(0, (num_views, batch)).transpose(0, 1)
+
+
 class DeltaEncoderGuide(PyroModule):
     """Samples the site "z" ([B, J, D] embeddings of every view) as a point mass."""
 
@@ -23,11 +32,7 @@ class DeltaEncoderGuide(PyroModule):
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         """Projected embeddings of views [B, J, C, H, W] → [B, J, D]."""
-        batch, num_views = views.shape[:2]
-        # View-major order keeps each view's images together for BatchNorm, as in two-branch code.
-        flat = views.transpose(0, 1).flatten(0, 1)
-        z = self.projector(self.encoder(flat)).float()
-        return z.unflatten(0, (num_views, batch)).transpose(0, 1)
+        return embed_views(self.encoder, self.projector, views)
 
     def represent(self, images: torch.Tensor) -> torch.Tensor:
         """The downstream representation: encoder features before the projection head."""

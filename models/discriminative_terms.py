@@ -10,6 +10,12 @@ ELBO with a Delta guide is the sum of the terms; the tests check −ELBO against
 | vicreg       | Gaussian: −λ‖z1 − z2‖²/d                  | −μ·variance hinge − ν·covariance (log-det surrogate) | VICReg        |
 | barlow_twins | Gaussian on standardised z: −Σ(1 − C_ii)² | −λ Σ_{i≠j} C_ij² (redundancy)                | Barlow Twins         |
 | spectral     | linear kernel: 2·mean z1ᵀz2               | −mean_{i≠j} (z1_iᵀ z2_j)²                    | spectral contrastive |
+| byol, directpred | vMF, κ = 2: κ cos(q(z1), sg t2), both ways | none (kept implicitly by the EMA target)  | BYOL − 2             |
+| simsiam      | vMF, κ = 1: κ cos(q(z1), sg z2), both ways | none (stop-gradient)                        | negative cosine      |
+| byol_er      | vMF, κ: κ cos(q(z1), sg t2), both ways     | vMF KDE entropy of the online projections   | the ER loss          |
+
+Distillation terms read the guide's "prediction" and "target" sites; ``cos`` averages the two
+directions (view 1 predicts view 2 and the reverse).
 """
 from __future__ import annotations
 
@@ -102,5 +108,36 @@ def spectral_terms() -> dict[str, Term]:
         sims = z1 @ z2.T
         n = z1.shape[0]
         return -(sims.pow(2).sum() - torch.diagonal(sims).pow(2).sum()) / (n * (n - 1))
+
+    return {"view_conditional": view_conditional, "entropy": entropy}
+
+
+def _cross_view_cosine(sites: Sites) -> torch.Tensor:
+    """½[mean cos(p_1, t_2) + mean cos(p_2, t_1)] from the "prediction" and "target" sites."""
+    p1, p2 = two_views(sites, "prediction")
+    t1, t2 = two_views(sites, "target")
+    cos = torch.nn.functional.cosine_similarity
+    return 0.5 * (cos(p1, t2, dim=1).mean() + cos(p2, t1, dim=1).mean())
+
+
+def distillation_terms(kappa: float = 2.0) -> dict[str, Term]:
+    """BYOL (κ = 2: loss 2 − 2cos) and SimSiam (κ = 1: loss −cos): a vMF view conditional alone."""
+
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return kappa * _cross_view_cosine(sites)
+
+    return {"view_conditional": view_conditional}
+
+
+def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> dict[str, Term]:
+    """ER distillation: the same vMF reconstruction plus an explicit vMF-KDE entropy of the online projections."""
+
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return kappa * _cross_view_cosine(sites)
+
+    def entropy(sites: Sites) -> torch.Tensor:
+        z1, z2 = two_views(sites)
+        estimate = [vmf_kde_entropy(b, kappa, estimator=estimator, include_normaliser=False) for b in (z1, z2)]
+        return 0.5 * (estimate[0] + estimate[1])
 
     return {"view_conditional": view_conditional, "entropy": entropy}

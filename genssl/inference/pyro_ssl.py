@@ -37,6 +37,12 @@ class PyroSSL(nn.Module):
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         return self.objective(views)
 
+    def after_step(self, progress: float) -> None:
+        """Called after each optimiser step with training progress in [0, 1] (EMA targets use it)."""
+        hook = getattr(self.guide, "after_step", None)
+        if hook is not None:
+            hook(progress)
+
     @torch.no_grad()
     def represent(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen-encoder representation of images [N, C, H, W] (the guide decides what it is)."""

@@ -10,7 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from genssl.data import ImageDataset, load_dataset
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.guides import DeltaEncoderGuide, NormalEncoderGuide
+from genssl.guides import DeltaEncoderGuide, DistillationGuide, NormalEncoderGuide
+from genssl.inference.directpred import DirectPredictor
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.models import BUILTIN_PRIORS, SimVAE, ViewModel
 from genssl.nets import build_decoder, build_encoder
@@ -79,7 +80,24 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
     except Exception as err:
         raise ConfigError(f"Could not build the objective terms {terms_cfg}: "
                           f"{' '.join(str(err.__cause__ or err).split())}.") from None
-    return PyroSSL(ViewModel(terms, {"z": p.out_dim}), DeltaEncoderGuide(encoder, projector), elbo=cfg.model.elbo)
+    if cfg.guide.get("kind", "delta") == "delta":
+        return PyroSSL(ViewModel(terms, {"z": p.out_dim}), DeltaEncoderGuide(encoder, projector), elbo=cfg.model.elbo)
+    guide = DistillationGuide(encoder, projector, build_predictor(cfg.guide.predictor, p.out_dim), cfg.guide.target,
+                              cfg.guide.momentum)
+    sites = {"z": p.out_dim, "prediction": p.out_dim, "target": p.out_dim}
+    return PyroSSL(ViewModel(terms, sites), guide, elbo=cfg.model.elbo)
+
+
+PREDICTORS = ("mlp", "directpred")
+
+
+def build_predictor(pred_cfg: DictConfig, dim: int) -> torch.nn.Module:
+    """BYOL/SimSiam's MLP predictor, or DirectPred's directly-set linear one."""
+    if pred_cfg.kind == "mlp":
+        return projection_head(dim, pred_cfg.hidden_dim, dim, layers=2)
+    if pred_cfg.kind == "directpred":
+        return DirectPredictor(dim, pred_cfg.rho, pred_cfg.eps, pred_cfg.freq, pred_cfg.variant)
+    raise ConfigError(f"Unknown predictor '{pred_cfg.kind}': guide.predictor.kind must be {choices(PREDICTORS)}.")
 
 
 BUILDERS: dict[str, Callable[[DictConfig, int, int], PyroSSL]] = {

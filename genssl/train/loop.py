@@ -55,11 +55,14 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
 
     # One loss evaluation before the optimiser exists: shape errors surface early, and lazily created
     # parameters (pyro.param in a plain-function prior) exist before they are handed to the optimiser.
-    with torch.device(device):
+    # It runs in eval mode and without gradients so no running statistic (BatchNorm, DirectPred's F̂) moves.
+    method.eval()
+    with torch.device(device), torch.no_grad():
         probe, _ = augment(images[: min(4, len(images))], epoch_generator(cfg.seed, -1, device))
         check_input_shape(method, probe)
     extra = method.extra_parameters()
-    optimizer = build_optimizer([*method.parameters(), *extra.values()], tcfg.optim)
+    trainable = [p for p in method.parameters() if p.requires_grad]  # EMA targets are not trained
+    optimizer = build_optimizer([*trainable, *extra.values()], tcfg.optim)
     scaler = torch.amp.GradScaler(device.type, enabled=str(tcfg.precision) == "16")
 
     state = TrainState()
@@ -84,6 +87,7 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
 def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, device, batch_size,
                steps_per_epoch, max_steps) -> None:
     tcfg = cfg.trainer
+    total_steps = min(max_steps, tcfg.max_epochs * steps_per_epoch)
     generator = epoch_generator(cfg.seed, state.epoch, device)
     order = torch.randperm(len(images), generator=generator, device=device)
     method.train()
@@ -106,6 +110,7 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        method.after_step(state.step / total_steps)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - tick
