@@ -2,5 +2,6 @@
 from genssl.guides.delta_encoder import DeltaEncoderGuide
 from genssl.guides.distillation import DistillationGuide
 from genssl.guides.normal_encoder import NormalEncoderGuide
+from genssl.guides.prototypes import PrototypeGuide
 
-__all__ = ["DeltaEncoderGuide", "DistillationGuide", "NormalEncoderGuide"]
+__all__ = ["DeltaEncoderGuide", "DistillationGuide", "NormalEncoderGuide", "PrototypeGuide"]

@@ -27,6 +27,15 @@ def ema_momentum(base: float, progress: float) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
 
 
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target ← τ·target + (1 − τ)·online for parameters; buffers (BatchNorm statistics) are copied."""
+    for target_p, online_p in zip(target.parameters(), online.parameters()):
+        target_p.mul_(tau).add_(online_p.detach(), alpha=1.0 - tau)
+    for target_b, online_b in zip(target.buffers(), online.buffers()):
+        target_b.copy_(online_b)
+
+
 class DistillationGuide(PyroModule):
     """Online encoder + head + predictor, and a stop-gradient target branch."""
 
@@ -78,8 +87,4 @@ class DistillationGuide(PyroModule):
             return
         tau = ema_momentum(self.base_momentum, progress)
         online = nn.ModuleDict({"encoder": self.online.encoder, "projector": self.online.projector})
-        branch = self._target_branch
-        for target_p, online_p in zip(branch.parameters(), online.parameters()):
-            target_p.mul_(tau).add_(online_p.detach(), alpha=1.0 - tau)
-        for target_b, online_b in zip(branch.buffers(), online.buffers()):
-            target_b.copy_(online_b)
+        ema_update(self._target_branch, online, tau)

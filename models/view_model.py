@@ -21,6 +21,7 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule
+from torch import nn
 
 Sites = Mapping[str, torch.Tensor]
 Term = Callable[[Sites], torch.Tensor]
@@ -33,9 +34,11 @@ class ViewModel(PyroModule):
     [B, J, D] latent under the ``images`` plate with an improper flat base measure.
     """
 
-    def __init__(self, terms: Mapping[str, Term], site_dims: Mapping[str, int]) -> None:
+    def __init__(self, terms: Mapping[str, Term] | nn.Module, site_dims: Mapping[str, int]) -> None:
         super().__init__()
-        self.terms = dict(terms)
+        # Terms given as an nn.Module with ``items()`` (e.g. SSL-HSIC's learned kernel scale) are a
+        # submodule, so their parameters train and are checkpointed with the rest.
+        self.terms = terms if isinstance(terms, nn.Module) else dict(terms)
         self.site_dims = dict(site_dims)
 
     def forward(self, views: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genssl.data import ImageDataset, load_dataset
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.guides import DeltaEncoderGuide, DistillationGuide, NormalEncoderGuide
+from genssl.guides import DeltaEncoderGuide, DistillationGuide, NormalEncoderGuide, PrototypeGuide
 from genssl.inference.directpred import DirectPredictor
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.models import BUILTIN_PRIORS, SimVAE, ViewModel
@@ -68,11 +68,15 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
     return PyroSSL(model, guide, elbo=m.elbo)
 
 
+GUIDES = ("delta", "distillation", "prototypes")
+
+
 def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
-    """Point-embedding methods: a Delta encoder guide with a projection head, and a ViewModel whose
-    terms (``model.terms``, a ``_target_`` returning ``{name: term}``) make the ELBO the method's loss."""
+    """Point-embedding methods: a Delta-site guide (plain, distillation or prototypes) and a ViewModel
+    whose terms (``model.terms``, a ``_target_`` returning ``{name: term}``) make the ELBO the loss."""
     encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim)
-    p = cfg.guide.projector
+    g = cfg.guide
+    p = g.projector
     projector = projection_head(encoder.out_features, p.hidden_dim, p.out_dim, p.layers, p.batch_norm)
     terms_cfg = OmegaConf.to_container(cfg.model.terms, resolve=True)
     try:
@@ -80,11 +84,20 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
     except Exception as err:
         raise ConfigError(f"Could not build the objective terms {terms_cfg}: "
                           f"{' '.join(str(err.__cause__ or err).split())}.") from None
-    if cfg.guide.get("kind", "delta") == "delta":
-        return PyroSSL(ViewModel(terms, {"z": p.out_dim}), DeltaEncoderGuide(encoder, projector), elbo=cfg.model.elbo)
-    guide = DistillationGuide(encoder, projector, build_predictor(cfg.guide.predictor, p.out_dim), cfg.guide.target,
-                              cfg.guide.momentum)
-    sites = {"z": p.out_dim, "prediction": p.out_dim, "target": p.out_dim}
+    kind = g.get("kind", "delta")
+    if kind == "delta":
+        guide, sites = DeltaEncoderGuide(encoder, projector), {"z": p.out_dim}
+    elif kind == "distillation":
+        guide = DistillationGuide(encoder, projector, build_predictor(g.predictor, p.out_dim), g.target, g.momentum)
+        sites = {"z": p.out_dim, "prediction": p.out_dim, "target": p.out_dim}
+    elif kind == "prototypes":
+        k = g.prototypes.num
+        teacher = g.prototypes.teacher
+        guide = PrototypeGuide(encoder, projector, k, teacher.enabled, teacher.momentum, teacher.temperature,
+                               teacher.centre_momentum)
+        sites = {"scores": k, **({"teacher_probs": k} if teacher.enabled else {})}
+    else:
+        raise ConfigError(f"Unknown guide kind '{kind}': guide.kind must be {choices(GUIDES)}.")
     return PyroSSL(ViewModel(terms, sites), guide, elbo=cfg.model.elbo)
 
 

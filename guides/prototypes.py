@@ -1,0 +1,82 @@
+"""Guide of the clustering methods: prototype scores, and for DINO an EMA teacher.
+
+Site "scores" [B, J, K] holds the cosine similarities of each view's projection to K learnable
+prototypes (SwAV, and DINO's weight-normalised last layer, amount to this). With a teacher, site
+"teacher_probs" holds softmax((s_teacher − centre)/τ_t): the EMA teacher's centred and sharpened
+distribution, with the centre an EMA of the teacher's mean scores (updated after each step).
+"""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views
+from genssl.guides.distillation import ema_momentum, ema_update
+
+
+class PrototypeScores(nn.Module):
+    """s = ẑ Ĉᵀ: cosine similarity of each embedding to each of K prototypes."""
+
+    def __init__(self, dim: int, num_prototypes: int) -> None:
+        super().__init__()
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(num_prototypes, dim), dim=1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(z, dim=-1) @ F.normalize(self.prototypes, dim=-1).T
+
+
+class PrototypeGuide(PyroModule):
+    """Online encoder + head + prototypes; optionally an EMA teacher of all three (DINO)."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module, num_prototypes: int, teacher: bool = False,
+                 momentum: float = 0.996, teacher_temp: float = 0.04, centre_momentum: float = 0.9) -> None:
+        super().__init__()
+        head = nn.Sequential(projector, PrototypeScores(projector[-1].out_features, num_prototypes))
+        self.online = DeltaEncoderGuide(encoder, head)
+        self.has_teacher = teacher
+        self.base_momentum, self.teacher_temp, self.centre_momentum = momentum, teacher_temp, centre_momentum
+        if teacher:
+            self.teacher = nn.ModuleDict({"encoder": _frozen_copy(encoder), "head": _frozen_copy(head)})
+            self.register_buffer("centre", torch.zeros(num_prototypes))
+            self.register_buffer("batch_centre", torch.zeros(num_prototypes))
+
+    def represent(self, images: torch.Tensor) -> torch.Tensor:
+        return self.online.represent(images)
+
+    def embeddings(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
+        sites = {"scores": self.online.embed(views)}
+        if self.has_teacher:
+            teacher = self._modules["teacher"]  # past PyroModule.__getattr__: frozen weights stay out of Pyro
+            with torch.no_grad():
+                scores = embed_views(teacher["encoder"], teacher["head"], views)
+                self.batch_centre.copy_(scores.mean(dim=(0, 1)))
+                sites["teacher_probs"] = F.softmax((scores - self.centre) / self.teacher_temp, dim=-1)
+        return sites
+
+    def forward(self, views: torch.Tensor) -> None:
+        sites = self.embeddings(views)
+        with pyro.plate("images", views.shape[0]):
+            for name, value in sites.items():
+                pyro.sample(name, dist.Delta(value, event_dim=2))
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        """EMA teacher and centre updates after an optimiser step."""
+        if not self.has_teacher:
+            return
+        teacher = self._modules["teacher"]
+        online = nn.ModuleDict({"encoder": self.online.encoder, "head": self.online.projector})
+        ema_update(teacher, online, ema_momentum(self.base_momentum, progress))
+        self.centre.mul_(self.centre_momentum).add_(self.batch_centre, alpha=1.0 - self.centre_momentum)
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    import copy
+
+    frozen = copy.deepcopy(module)
+    frozen.requires_grad_(False)
+    return frozen
