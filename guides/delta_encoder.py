@@ -22,6 +22,14 @@ def embed_views(encoder: nn.Module, projector: nn.Module, views: torch.Tensor) -
     return z.unflatten(0, (num_views, batch)).transpose(0, 1)
 
 
+def sample_point_sites(sites: dict[str, torch.Tensor]) -> None:
+    """Sample each [B, J, D] embedding as a point mass under the ``images`` plate."""
+    batch = next(iter(sites.values())).shape[0]
+    with pyro.plate("images", batch):
+        for name, value in sites.items():
+            pyro.sample(name, dist.Delta(value, event_dim=2))
+
+
 class DeltaEncoderGuide(PyroModule):
     """Samples the site "z" ([B, J, D] embeddings of every view) as a point mass."""
 
@@ -39,6 +47,4 @@ class DeltaEncoderGuide(PyroModule):
         return self.encoder(images)
 
     def forward(self, views: torch.Tensor) -> None:
-        z = self.embed(views)
-        with pyro.plate("images", views.shape[0]):
-            pyro.sample("z", dist.Delta(z, event_dim=2))
+        sample_point_sites({"z": self.embed(views)})

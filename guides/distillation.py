@@ -9,14 +9,12 @@ from __future__ import annotations
 import copy
 import math
 
-import pyro
-import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from torch import nn
 
 from genssl.errors import ConfigError, choices
-from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views
+from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, sample_point_sites
 from genssl.inference.directpred import DirectPredictor
 
 TARGETS = ("ema", "stopgrad")
@@ -25,6 +23,13 @@ TARGETS = ("ema", "stopgrad")
 def ema_momentum(base: float, progress: float) -> float:
     """BYOL's cosine schedule: τ = 1 − (1 − τ_base)(cos(π·progress) + 1)/2, progress ∈ [0, 1]."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients off: the starting point of an EMA target."""
+    copied = copy.deepcopy(module)
+    copied.requires_grad_(False)
+    return copied
 
 
 @torch.no_grad()
@@ -50,8 +55,7 @@ class DistillationGuide(PyroModule):
         self.base_momentum = momentum
         if target == "ema":
             # A plain nn.Module (not a PyroModule): its frozen weights stay out of Pyro's param store.
-            self.target = nn.ModuleDict({"encoder": copy.deepcopy(encoder), "projector": copy.deepcopy(projector)})
-            self.target.requires_grad_(False)
+            self.target = nn.ModuleDict({"encoder": frozen_copy(encoder), "projector": frozen_copy(projector)})
 
     @property
     def _target_branch(self) -> nn.ModuleDict:
@@ -75,10 +79,7 @@ class DistillationGuide(PyroModule):
         return {"z": z, "prediction": prediction, "target": target}
 
     def forward(self, views: torch.Tensor) -> None:
-        sites = self.embeddings(views)
-        with pyro.plate("images", views.shape[0]):
-            for name, value in sites.items():
-                pyro.sample(name, dist.Delta(value, event_dim=2))
+        sample_point_sites(self.embeddings(views))
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

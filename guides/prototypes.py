@@ -7,15 +7,13 @@ distribution, with the centre an EMA of the teacher's mean scores (updated after
 """
 from __future__ import annotations
 
-import pyro
-import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
-from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views
-from genssl.guides.distillation import ema_momentum, ema_update
+from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, sample_point_sites
+from genssl.guides.distillation import ema_momentum, ema_update, frozen_copy
 
 
 class PrototypeScores(nn.Module):
@@ -40,7 +38,7 @@ class PrototypeGuide(PyroModule):
         self.has_teacher = teacher
         self.base_momentum, self.teacher_temp, self.centre_momentum = momentum, teacher_temp, centre_momentum
         if teacher:
-            self.teacher = nn.ModuleDict({"encoder": _frozen_copy(encoder), "head": _frozen_copy(head)})
+            self.teacher = nn.ModuleDict({"encoder": frozen_copy(encoder), "head": frozen_copy(head)})
             self.register_buffer("centre", torch.zeros(num_prototypes))
             self.register_buffer("batch_centre", torch.zeros(num_prototypes))
 
@@ -58,10 +56,7 @@ class PrototypeGuide(PyroModule):
         return sites
 
     def forward(self, views: torch.Tensor) -> None:
-        sites = self.embeddings(views)
-        with pyro.plate("images", views.shape[0]):
-            for name, value in sites.items():
-                pyro.sample(name, dist.Delta(value, event_dim=2))
+        sample_point_sites(self.embeddings(views))
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:
@@ -73,10 +68,3 @@ class PrototypeGuide(PyroModule):
         ema_update(teacher, online, ema_momentum(self.base_momentum, progress))
         self.centre.mul_(self.centre_momentum).add_(self.batch_centre, alpha=1.0 - self.centre_momentum)
 
-
-def _frozen_copy(module: nn.Module) -> nn.Module:
-    import copy
-
-    frozen = copy.deepcopy(module)
-    frozen.requires_grad_(False)
-    return frozen
