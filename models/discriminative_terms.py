@@ -37,6 +37,15 @@ def two_views(z: torch.Tensor | Sites, site: str = "z") -> tuple[torch.Tensor, t
     return z[:, 0], z[:, 1]
 
 
+def branch_kde_entropy(sites: Sites, kappa: float, estimator: str = "mean", exclude_self: bool = False
+                       ) -> torch.Tensor:
+    """½[Ĥ(Z1) + Ĥ(Z2)]: the vMF-KDE entropy of each branch of "z" (normaliser dropped)."""
+    z1, z2 = two_views(sites)
+    estimate = [vmf_kde_entropy(b, kappa, estimator=estimator, exclude_self=exclude_self, include_normaliser=False)
+                for b in (z1, z2)]
+    return 0.5 * (estimate[0] + estimate[1])
+
+
 def simclr_terms(temperature: float = 0.5) -> dict[str, Term]:
     """InfoNCE: vMF reconstruction (κ = 1/τ) + leave-one-out vMF-KDE entropy of the 2B embeddings."""
     kappa = 1.0 / temperature
@@ -58,10 +67,7 @@ def simclr_er_terms(kappa: float = 10.0, estimator: str = "mean", exclude_self: 
         return vmf_reconstruction(*two_views(sites), kappa)
 
     def entropy(sites: Sites) -> torch.Tensor:
-        z1, z2 = two_views(sites)
-        estimate = [vmf_kde_entropy(b, kappa, estimator=estimator, exclude_self=exclude_self,
-                                    include_normaliser=False) for b in (z1, z2)]
-        return 0.5 * (estimate[0] + estimate[1])
+        return branch_kde_entropy(sites, kappa, estimator, exclude_self)
 
     return {"view_conditional": view_conditional, "entropy": entropy}
 
@@ -136,8 +142,6 @@ def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> dict[
         return kappa * _cross_view_cosine(sites)
 
     def entropy(sites: Sites) -> torch.Tensor:
-        z1, z2 = two_views(sites)
-        estimate = [vmf_kde_entropy(b, kappa, estimator=estimator, include_normaliser=False) for b in (z1, z2)]
-        return 0.5 * (estimate[0] + estimate[1])
+        return branch_kde_entropy(sites, kappa, estimator)
 
     return {"view_conditional": view_conditional, "entropy": entropy}
