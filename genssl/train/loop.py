@@ -87,7 +87,8 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
 def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, device, batch_size,
                steps_per_epoch, max_steps) -> None:
     tcfg = cfg.trainer
-    total_steps = min(max_steps, tcfg.max_epochs * steps_per_epoch)
+    # Schedules (EMA momentum) span the planned run; max_steps only stops it early.
+    total_steps = max(tcfg.max_epochs * steps_per_epoch, 1)
     generator = epoch_generator(cfg.seed, state.epoch, device)
     order = torch.randperm(len(images), generator=generator, device=device)
     method.train()
