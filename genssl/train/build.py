@@ -25,6 +25,11 @@ def dataset_from_config(cfg: DictConfig) -> ImageDataset:
                         download=d.download, image_size=d.image_size, **d.options)
 
 
+def instantiation_error(err: Exception) -> str:
+    """Hydra's instantiate error (or its cause) as one line: its messages span several."""
+    return " ".join(str(err.__cause__ or err).split()).rstrip(".")
+
+
 def build_prior(prior_cfg: Mapping[str, Any] | str) -> Callable:
     """Instantiate ``model.prior``: a built-in name or a ``_target_`` dotted path with its kwargs."""
     if isinstance(prior_cfg, str):
@@ -39,7 +44,7 @@ def build_prior(prior_cfg: Mapping[str, Any] | str) -> Callable:
     try:
         return hydra.utils.instantiate(prior_cfg)
     except Exception as err:  # hydra wraps import and signature errors in its own exception types
-        cause = " ".join(str(err.__cause__ or err).split()).rstrip(".")  # hydra's messages span lines
+        cause = instantiation_error(err)
         raise ConfigError(
             f"Could not build the prior model.prior._target_='{target}' with arguments "
             f"{dict((k, v) for k, v in prior_cfg.items() if k != '_target_')}: {cause}. A prior is a Pyro "
@@ -82,8 +87,7 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
     try:
         terms = hydra.utils.instantiate(terms_cfg)
     except Exception as err:
-        raise ConfigError(f"Could not build the objective terms {terms_cfg}: "
-                          f"{' '.join(str(err.__cause__ or err).split())}.") from None
+        raise ConfigError(f"Could not build the objective terms {terms_cfg}: {instantiation_error(err)}.") from None
     kind = g.get("kind", "delta")
     if kind == "delta":
         guide, sites = DeltaEncoderGuide(encoder, projector), {"z": p.out_dim}
