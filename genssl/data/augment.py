@@ -28,6 +28,11 @@ from genssl.errors import ConfigError, ShapeError, choices
 _CROP_TRIES = 10  # like torchvision's RandomResizedCrop before it falls back to a centre crop
 
 
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels [0, 255] → float32 [0, 1]; float input is cast to float32 as it is."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
 class MultiViewAugment(torch.nn.Module):
     """Draw ``num_views`` augmented views of every image; see the module docstring.
 
@@ -103,7 +108,7 @@ class MultiViewAugment(torch.nn.Module):
                 f"{images.device}; create it with torch.Generator(device=images.device)."
             )
         b, c = images.shape[:2]
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = to_unit_float(images)
         x = x.unsqueeze(1).expand(b, self.num_views, *x.shape[1:]).reshape(-1, *x.shape[1:])
         draw = _Draw(b, self.num_views, images.device, generator)
         params: dict[str, torch.Tensor] = {}

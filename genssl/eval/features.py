@@ -6,6 +6,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from genssl.data.augment import to_unit_float
+
 
 @torch.no_grad()
 def extract_features(represent: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
@@ -15,6 +17,6 @@ def extract_features(represent: Callable[[torch.Tensor], torch.Tensor], images: 
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
         batch = images[start:start + batch_size].to(device)
-        batch = batch.float().div_(255) if batch.dtype == torch.uint8 else batch.float()
+        batch = to_unit_float(batch)
         chunks.append(represent(batch).float())
     return torch.cat(chunks)

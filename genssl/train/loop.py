@@ -31,11 +31,6 @@ class TrainState:
     samples: int = 0  # views seen
 
 
-def to_unit_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] → float32 [0, 1]; float input is returned as it is."""
-    return images.float().div_(255) if images.dtype == torch.uint8 else images
-
-
 def build_optimizer(params: list[torch.Tensor], optim_cfg: DictConfig) -> torch.optim.Optimizer:
     if optim_cfg.name == "adam":
         return torch.optim.Adam(params, lr=optim_cfg.lr, eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay)
@@ -117,10 +112,11 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
         elapsed = time.perf_counter() - tick
         state.step += 1
         state.seconds += elapsed
-        state.samples += views.shape[0] * views.shape[1]
+        num_views = views.shape[0] * views.shape[1]
+        state.samples += num_views
         value = loss.item()
         epoch_loss, epoch_steps = epoch_loss + value, epoch_steps + 1
-        speed = views.shape[0] * views.shape[1] / max(elapsed, 1e-9)
+        speed = num_views / max(elapsed, 1e-9)
         bar.set_postfix(loss=f"{value:.4g}", views_per_s=f"{speed:.0f}")
         if state.step % tcfg.log_every == 0:
             logger.log({"kind": "step", "epoch": state.epoch, "step": state.step, "loss": value,
