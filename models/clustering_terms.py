@@ -10,6 +10,11 @@ sharpened distribution. The view conditional is a categorical over prototypes:
 | swav_er | −½[CE(p1, p2) + CE(p2, p1)], p_j = softmax(s_j/τ) (symmetric CE) | H(mean_b p), per view               | ER loss  |
 | dino    | Σ P_t log P_s over teacher/student pairs of different views   | none (centring + sharpening)        | DINO     |
 | dino_er | the same                                                       | H(mean_b P_s), per view             | ER loss  |
+| deepcluster    | mean_j log softmax(s_j/τ)[y_i], y_i the image's k-means cluster | none (k-means keeps clusters in use) | DeepCluster-v2 |
+| deepcluster_er | the same                                                 | H(mean_b p), per view               | ER loss  |
+
+For DeepCluster the guide is :class:`~genssl.guides.ClusterAssignmentGuide`: "scores" against
+frozen k-means centroids, and the content latent y (uniform prior) held at the epoch's k-means label.
 """
 from __future__ import annotations
 
@@ -82,5 +87,33 @@ def dino_er_terms(student_temp: float = 0.1) -> dict[str, Term]:
 
     def entropy(sites: Sites) -> torch.Tensor:
         return _prototype_entropy(*_student_probs(sites, student_temp))
+
+    return {"view_conditional": view_conditional, "entropy": entropy}
+
+
+def _cluster_log_likelihood(sites: Sites, temperature: float) -> torch.Tensor:
+    """mean_{b,j} log softmax(s_bj/τ)[y_b]: every view predicts its image's cluster."""
+    log_p = F.log_softmax(sites["scores"] / temperature, dim=-1)
+    y = sites["y"][:, None, None].expand(-1, log_p.shape[1], 1)
+    return log_p.gather(-1, y).mean()
+
+
+def deepcluster_terms(temperature: float = 0.1) -> dict[str, Term]:
+    """DeepCluster-v2: each view classifies its image into the epoch's k-means cluster."""
+
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return _cluster_log_likelihood(sites, temperature)
+
+    return {"view_conditional": view_conditional}
+
+
+def deepcluster_er_terms(temperature: float = 0.1) -> dict[str, Term]:
+    """ER-DeepCluster: the cluster reconstruction plus the entropy of the batch-average cluster distribution."""
+
+    def view_conditional(sites: Sites) -> torch.Tensor:
+        return _cluster_log_likelihood(sites, temperature)
+
+    def entropy(sites: Sites) -> torch.Tensor:
+        return _prototype_entropy(*_student_probs(sites, temperature))
 
     return {"view_conditional": view_conditional, "entropy": entropy}

@@ -31,20 +31,27 @@ class ViewModel(PyroModule):
     """log p(sites) = Σ_t term_t(sites), entered with ``pyro.factor``.
 
     ``site_dims`` names the embedding sites the guide proposes and their widths; each is a
-    [B, J, D] latent under the ``images`` plate with an improper flat base measure.
+    [B, J, D] latent under the ``images`` plate with an improper flat base measure. With
+    ``content_classes`` K, each image also has a cluster label y_i ~ Categorical(1/K) (site "y").
+    ``index`` (dataset indices of the batch) is only read by guides that need it.
     """
 
-    def __init__(self, terms: Mapping[str, Term] | nn.Module, site_dims: Mapping[str, int]) -> None:
+    def __init__(self, terms: Mapping[str, Term] | nn.Module, site_dims: Mapping[str, int],
+                 content_classes: int | None = None) -> None:
         super().__init__()
         # Terms given as an nn.Module with ``items()`` (e.g. SSL-HSIC's learned kernel scale) are a
         # submodule, so their parameters train and are checkpointed with the rest.
         self.terms = terms if isinstance(terms, nn.Module) else dict(terms)
         self.site_dims = dict(site_dims)
+        # Clustering methods (DeepCluster) also have a discrete content latent y_i with a uniform prior.
+        self.content_classes = content_classes
 
-    def forward(self, views: torch.Tensor) -> None:
+    def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> None:
         batch, num_views = views.shape[:2]
         sites = {}
         with pyro.plate("images", batch):
+            if self.content_classes:
+                sites["y"] = pyro.sample("y", dist.Categorical(logits=views.new_zeros(self.content_classes)))
             for name, dim in self.site_dims.items():
                 base = dist.ImproperUniform(constraints.real, (batch,), (num_views, dim))
                 sites[name] = pyro.sample(name, base)

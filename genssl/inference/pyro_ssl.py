@@ -34,8 +34,23 @@ class PyroSSL(nn.Module):
     def guide(self) -> nn.Module:
         return self.objective.guide
 
-    def forward(self, views: torch.Tensor) -> torch.Tensor:
+    @property
+    def uses_index(self) -> bool:
+        """Whether the guide keeps per-image state looked up by dataset index (DeepCluster's labels)."""
+        return bool(getattr(self.guide, "uses_index", False))
+
+    def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """−ELBO of views [B, J, C, H, W]; ``index`` (the images' dataset indices) reaches guides that use it."""
+        if index is not None and self.uses_index:
+            return self.objective(views, index)
         return self.objective(views)
+
+    def before_epoch(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                     progress: bool = False) -> None:
+        """Called with the uint8 training images at the start of each epoch (DeepCluster's k-means)."""
+        hook = getattr(self.guide, "before_epoch", None)
+        if hook is not None:
+            hook(images, generator, progress)
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with training progress in [0, 1] (EMA targets use it)."""

@@ -1,9 +1,12 @@
-"""Balanced soft assignments to prototypes: the Sinkhorn–Knopp equipartition used by SwAV."""
+"""Assignments to prototypes: SwAV's Sinkhorn–Knopp equipartition and DeepCluster's spherical k-means."""
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
+
+from genssl.errors import ShapeError
 
 from ._common import check_int, check_matrix, check_positive
 
@@ -28,3 +31,65 @@ def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0
         log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(k)
         log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(b)
     return torch.exp(log_q + math.log(b))
+
+
+@torch.no_grad()
+def spherical_kmeans(x: torch.Tensor, num_clusters: int, iterations: int = 10,
+                     generator: torch.Generator | None = None, chunk: int = 8192
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster the directions of ``x`` (``[N, d]``): returns unit centroids ``[K, d]`` and labels ``[N]``.
+
+    Maximises Σ_i ĉ_{y_i}ᵀ x̂_i over unit centroids ĉ and labels y (x̂ = x/‖x‖): k-means under cosine
+    similarity, the clustering DeepCluster-v2 runs on ℓ2-normalised projections. Seeded k-means++
+    initialisation (each new centre drawn with probability ∝ 1 − max_c ĉᵀx̂, the cosine distance
+    to the nearest chosen centre), then ``iterations`` Lloyd rounds: assign each point to its most
+    similar centroid, set each centroid to the normalised mean of its points. A cluster left empty
+    is re-seeded with the point least similar to its own centroid, so all K clusters stay in use.
+    ``chunk`` bounds the [chunk, K] similarity block held at once.
+    """
+    check_matrix("x", x)
+    check_int("num_clusters", num_clusters, 1)
+    check_int("iterations", iterations, 0)
+    n = x.shape[0]
+    if num_clusters > n:
+        raise ShapeError(f"spherical_kmeans cannot make {num_clusters} clusters of {n} points; "
+                         "use at most as many clusters as points.")
+    x = F.normalize(x.float(), dim=1)
+    centroids = _kmeans_plus_plus(x, num_clusters, generator)
+    labels, similarity = _nearest(x, centroids, chunk)
+    for _ in range(iterations):
+        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=num_clusters)
+        empty = (counts == 0).nonzero().flatten()
+        if len(empty):
+            # The worst-fitted points start the empty clusters (each a different point).
+            sums[empty] = x[similarity.topk(len(empty), largest=False).indices]
+        centroids = F.normalize(sums, dim=1)
+        labels, similarity = _nearest(x, centroids, chunk)
+    return centroids, labels
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    n = x.shape[0]
+    first = torch.randint(n, (1,), generator=generator, device=generator.device if generator else x.device)
+    chosen = [first.to(x.device)]
+    best = x @ x[first[0]]
+    for _ in range(1, k):
+        distance = (1.0 - best).clamp_min(0.0)
+        if distance.sum() <= 0:  # every point already coincides with a centre: any draw will do
+            distance = torch.ones_like(distance)
+        pick = torch.multinomial(distance.to(generator.device if generator else x.device), 1,
+                                 generator=generator).to(x.device)
+        chosen.append(pick)
+        best = torch.maximum(best, x @ x[pick[0]])
+    return x[torch.cat(chosen)]
+
+
+def _nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label and similarity of each point's most similar centroid."""
+    values, labels = [], []
+    for start in range(0, x.shape[0], chunk):
+        best = (x[start:start + chunk] @ centroids.T).max(dim=1)
+        values.append(best.values)
+        labels.append(best.indices)
+    return torch.cat(labels), torch.cat(values)

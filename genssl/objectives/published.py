@@ -117,6 +117,20 @@ def swav_loss(high_res: Sequence[torch.Tensor], low_res: Sequence[torch.Tensor] 
     return total / len(high_res)
 
 
+def deepcluster_loss(scores: Sequence[torch.Tensor], assignments: torch.Tensor, *,
+                     temperature: float = 0.1) -> torch.Tensor:
+    """DeepCluster(-v2) cross-entropy to the epoch's k-means pseudo-labels.
+
+    With ``scores`` the views' cosine similarities to the (frozen) k-means centroids, ``[B, K]``
+    each, and y_b ∈ {0..K−1} the cluster of image b:
+        L = (1/V) Σ_v −mean_b log softmax(scores_v[b]/τ)[y_b].
+    """
+    if len(scores) < 1:
+        raise ShapeError("DeepCluster needs the prototype scores of at least one view.")
+    check_positive("temperature", temperature)
+    return torch.stack([F.cross_entropy(s / temperature, assignments) for s in scores]).mean()
+
+
 def dino_loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
               centre: torch.Tensor, *, teacher_temp: float = 0.04,
               student_temp: float = 0.1) -> torch.Tensor:

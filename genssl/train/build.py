@@ -10,9 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from genssl.data import ImageDataset, load_dataset
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.guides import DeltaEncoderGuide, DistillationGuide, NormalEncoderGuide, PrototypeGuide
+from genssl.guides import (ClusterAssignmentGuide, DeltaEncoderGuide, DistillationGuide, NormalEncoderGuide,
+                          PrototypeGuide)
 from genssl.inference.directpred import DirectPredictor
 from genssl.inference.pyro_ssl import PyroSSL
+from genssl.train.build_masked import build_masked
 from genssl.models import BUILTIN_PRIORS, SimVAE, ViewModel
 from genssl.nets import build_decoder, build_encoder
 from genssl.nets.heads import projection_head
@@ -22,7 +24,7 @@ def dataset_from_config(cfg: DictConfig) -> ImageDataset:
     """Load ``cfg.data`` (the split subsets are drawn with the run's seed)."""
     d = cfg.data
     return load_dataset(d.name, root=d.root, train_subset=d.train_subset, test_subset=d.test_subset, seed=cfg.seed,
-                        download=d.download, image_size=d.image_size, **d.options)
+                        download=d.download, image_size=d.image_size, styled=d.get("styled", False), **d.options)
 
 
 def instantiation_error(err: Exception) -> str:
@@ -73,7 +75,7 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
     return PyroSSL(model, guide, elbo=m.elbo)
 
 
-GUIDES = ("delta", "distillation", "prototypes")
+GUIDES = ("delta", "distillation", "prototypes", "clusters")
 
 
 def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
@@ -100,6 +102,10 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
         guide = PrototypeGuide(encoder, projector, k, teacher.enabled, teacher.momentum, teacher.temperature,
                                teacher.centre_momentum)
         sites = {"scores": k, **({"teacher_probs": k} if teacher.enabled else {})}
+    elif kind == "clusters":
+        k = g.clusters.num
+        guide, sites = ClusterAssignmentGuide(encoder, projector, k, g.clusters.iterations), {"scores": k}
+        return PyroSSL(ViewModel(terms, sites, content_classes=k), guide, elbo=cfg.model.elbo)
     else:
         raise ConfigError(f"Unknown guide kind '{kind}': guide.kind must be {choices(GUIDES)}.")
     return PyroSSL(ViewModel(terms, sites), guide, elbo=cfg.model.elbo)
@@ -118,7 +124,7 @@ def build_predictor(pred_cfg: DictConfig, dim: int) -> torch.nn.Module:
 
 
 BUILDERS: dict[str, Callable[[DictConfig, int, int], PyroSSL]] = {
-    "generative": build_generative, "discriminative": build_discriminative}
+    "generative": build_generative, "discriminative": build_discriminative, "masked": build_masked}
 
 
 def build_method(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:

@@ -85,6 +85,7 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
     # Schedules (EMA momentum) span the planned run; max_steps only stops it early.
     total_steps = max(tcfg.max_epochs * steps_per_epoch, 1)
     generator = epoch_generator(cfg.seed, state.epoch, device)
+    method.before_epoch(images, generator, progress=tcfg.progress)
     order = torch.randperm(len(images), generator=generator, device=device)
     method.train()
     epoch_loss, epoch_steps, start = 0.0, 0, time.perf_counter()
@@ -93,12 +94,13 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
     for index in bar:
         if state.step >= max_steps:
             break
-        batch = images[order[index * batch_size:(index + 1) * batch_size]]
+        batch_index = order[index * batch_size:(index + 1) * batch_size]
+        batch = images[batch_index]
         tick = time.perf_counter()
         with torch.device(device):
             views, _ = augment(batch, generator)
             with autocast(device, tcfg.precision):
-                loss = method(views)
+                loss = method(views, batch_index)
         if not torch.isfinite(loss):
             raise GensslError(f"The loss became {loss.item()} at step {state.step} (epoch {state.epoch + 1}). "
                               f"Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32.")
