@@ -1,6 +1,7 @@
 """Datasets as uint8 tensors, ground-truth style factors, and batched multi-view augmentation."""
 from genssl.data.augment import MultiViewAugment, build_augment
 from genssl.data.datasets import DATASETS, dataset_options, load_dataset
+from genssl.data.styled import STYLE_KINDS, STYLE_RANGES, apply_style, style_split
 from genssl.data.types import ImageDataset, ImageSplit
 
 __all__ = [
@@ -8,7 +9,11 @@ __all__ = [
     "ImageDataset",
     "ImageSplit",
     "MultiViewAugment",
+    "STYLE_KINDS",
+    "STYLE_RANGES",
+    "apply_style",
     "build_augment",
     "dataset_options",
     "load_dataset",
+    "style_split",
 ]

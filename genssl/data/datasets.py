@@ -1,8 +1,9 @@
 """``load_dataset``: one entry point for every dataset, returning the uniform uint8 layout.
 
 Each loader returns its native resolution (shapes and CelebA render straight at the requested
-size); this module then applies what is common to all: the seeded train/test subsets and the
-antialiased resize to ``image_size``.
+size); this module then applies what is common to all: the seeded train/test subsets, the
+antialiased resize to ``image_size`` and, for grey datasets on request, the colour/position/scale
+styling of :mod:`genssl.data.styled`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from genssl.data.digits import load_digits
 from genssl.data.fashion_mnist import load_fashion_mnist
 from genssl.data.plain import to_plain
 from genssl.data.shapes import load_shapes
+from genssl.data.styled import attach_style_factors, render_styled_split, require_grey
 from genssl.data.torchvision_sets import load_cifar10, load_mnist, load_stl10
 from genssl.data.types import ImageDataset, ImageSplit
 from genssl.errors import ConfigError, choices
@@ -33,6 +35,9 @@ _LOADERS: dict[str, Callable[..., ImageDataset]] = {
     "shapes": load_shapes,
 }
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
+# Native channel counts of the colour datasets, so that styled=true fails before a possibly
+# missing download rather than after it (any other dataset is checked once loaded).
+_COLOUR = {"cifar10": 3, "celeba": 3, "stl10": 3, "shapes": 3}
 
 # Arguments load_dataset itself hands to loaders that accept them; the rest of a loader's
 # keyword arguments are its dataset-specific options.
@@ -55,6 +60,8 @@ def load_dataset(
     seed: int = 0,
     download: bool = True,
     image_size: int | None = None,
+    styled: bool = False,
+    style_seed: int = 0,
     **options: Any,
 ) -> ImageDataset:
     """Load a dataset as uint8 ``[N, C, H, W]`` CPU tensors with labels and style factors.
@@ -67,6 +74,9 @@ def load_dataset(
         download: allow torchvision to download missing data.
         image_size: side length wanted; images of another size are resized (bilinear,
             antialiased). ``None`` keeps the native size.
+        styled: turn a grey dataset into RGB images with random hue, position and scale,
+            recorded as continuous style factors (see :mod:`genssl.data.styled`).
+        style_seed: seed of the style factors; like the split, they do not move with ``seed``.
         options: dataset-specific keyword arguments (see :func:`dataset_options`).
     """
     valid = dataset_options(name)
@@ -76,6 +86,10 @@ def load_dataset(
             f"Dataset '{name}' has no option(s) {choices(unknown)} (data.options); "
             + (f"valid options are {choices(valid)}." if valid else "it takes no options.")
         )
+    if not isinstance(styled, bool):
+        raise ConfigError(f"data.styled must be true or false, got {styled!r}.")
+    if styled and name in _COLOUR:
+        require_grey(name, _COLOUR[name])
     if image_size is not None and int(image_size) < 1:
         raise ConfigError(f"data.image_size must be a positive integer or null, got {image_size}.")
     loader = _LOADERS[name]
@@ -84,10 +98,16 @@ def load_dataset(
     kwargs = {k: v for k, v in common.items() if k in params}
     kwargs.update({k: to_plain(v) for k, v in options.items()})
     dataset = loader(**kwargs)
+    if styled:
+        # Factors for the full splits before subsetting, so an image's style does not depend on
+        # the run seed's subset; rendered after the resize, at the final size.
+        dataset = attach_style_factors(dataset, style_seed)
     train = _subset(dataset.train, train_subset, seed, 0, "train_subset")
     test = _subset(dataset.test, test_subset, seed, 1, "test_subset")
     if image_size is not None:
         train, test = resize_split(train, int(image_size)), resize_split(test, int(image_size))
+    if styled:
+        train, test = render_styled_split(train), render_styled_split(test)
     dataset.train, dataset.test = train, test
     return dataset.validate()
 
