@@ -1,0 +1,36 @@
+"""Build the masked single-branch family (MAE, U-MAE, M-MAE): family ``masked`` in ``BUILDERS``."""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from genssl.errors import ConfigError
+from genssl.guides.masked_encoder import MaskedEncoderGuide
+from genssl.inference.pyro_ssl import PyroSSL
+from genssl.models.masked import MaskedPatchModel
+from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder
+
+
+def build_vit(vit_cfg: DictConfig, channels: int, image_size: int) -> ViTEncoder:
+    """The ViT encoder described by ``net.vit`` for [N, channels, image_size, image_size] images."""
+    return ViTEncoder(channels, image_size, patch_size=vit_cfg.patch_size, width=vit_cfg.width, depth=vit_cfg.depth,
+                      heads=vit_cfg.heads, mlp_ratio=vit_cfg.mlp_ratio, pos_embed=vit_cfg.pos_embed)
+
+
+def build_masked(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
+    """ViT encoder of the visible patches (guide) and MAE decoder likelihood + regulariser terms (model)."""
+    m = cfg.model
+    encoder = build_vit(cfg.net.vit, channels, image_size)
+    d = m.decoder
+    decoder = MaskedPatchDecoder(encoder.grid, encoder.patch_size, channels, encoder.width, width=d.width,
+                                 depth=d.depth, heads=d.heads, mlp_ratio=d.mlp_ratio, pos_embed=cfg.net.vit.pos_embed)
+    guide = MaskedEncoderGuide(encoder, mask_ratio=cfg.guide.mask_ratio)
+    terms_cfg = OmegaConf.to_container(m.terms, resolve=True)
+    try:
+        terms = hydra.utils.instantiate(terms_cfg)
+    except Exception as err:  # hydra wraps import, signature and value errors in its own exception types
+        from genssl.train.build import instantiation_error  # build.py imports this module
+        raise ConfigError(f"Could not build the objective terms {terms_cfg}: {instantiation_error(err)}.") from None
+    model = MaskedPatchModel(decoder, encoder.width, guide.num_visible, terms, norm_pix_loss=m.norm_pix_loss,
+                             pixel_var=m.pixel_var)
+    return PyroSSL(model, guide, elbo=m.elbo)
