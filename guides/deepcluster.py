@@ -57,20 +57,28 @@ class ClusterAssignmentGuide(PyroModule):
     @torch.no_grad()
     def before_epoch(self, images: torch.Tensor, generator: torch.Generator | None = None,
                      progress: bool = False) -> None:
-        """E-step: k-means on the projections of uint8 ``images`` [N, C, H, W]; centroids and labels updated."""
+        """E-step: k-means on the projections of uint8 ``images`` [N, C, H, W]; centroids and labels updated.
+
+        Projections are computed as training steps see them (BatchNorm on batch statistics): at
+        initialisation the running statistics map every image to nearly one direction, which would
+        leave k-means nothing to separate. The running statistics are restored afterwards.
+        """
+        saved = {name: buffer.clone() for name, buffer in self.online.named_buffers()}
         was_training = self.training
-        self.eval()  # BatchNorm running statistics, as at evaluation: clustering must not move them
+        self.train()
         projector = self.online.projector[0]
         chunks = []
         for start in tqdm(range(0, len(images), self.batch_size), desc="k-means features", unit="batch",
                           leave=False, disable=not progress):
             batch = to_unit_float(images[start:start + self.batch_size])
             chunks.append(projector(self.online.encoder(batch)).float())
+        for name, buffer in self.online.named_buffers():
+            buffer.copy_(saved[name])
+        self.train(was_training)
         centroids, labels = spherical_kmeans(torch.cat(chunks), self.num_clusters, self.kmeans_iterations,
                                              generator)
         self.online.projector[1].centroids.copy_(centroids)
         self.labels = labels
-        self.train(was_training)
 
     def assignments(self, scores: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         """y for a batch: the epoch's labels of images ``index``, else each image's nearest centroid."""

@@ -121,11 +121,12 @@ def test_before_epoch_sets_centroids_and_labels_and_steps_use_them():
     assert guide.labels.shape == (40,) and guide.labels.max() < K
     prototypes = guide.online.projector[1].centroids
     assert all(p is not prototypes for p in method.parameters()), "centroids are set by k-means, not trained"
-    # The centroids are the k-means solution on the eval-mode projections of the images.
+    # The centroids are the k-means solution on the training-mode projections of the images, and the
+    # E-step leaves BatchNorm's running statistics where they were.
+    bn = guide.online.projector[0][1]
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean)) and bn.num_batches_tracked == 0
     with torch.no_grad():
-        guide.eval()
         z = guide.online.projector[0](guide.online.encoder(images.float() / 255))
-        guide.train()
     centroids, labels = spherical_kmeans(z, K, 3, torch.Generator().manual_seed(0))
     torch.testing.assert_close(prototypes, centroids)
     assert torch.equal(guide.labels, labels)
