@@ -35,7 +35,15 @@ run: install
 test: install
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_FLAGS)
 
+# The browser test opens the HTML report in headless Chromium; install it where apt is usable, else
+# that test skips itself.
 test-all: install
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+		&& command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Chromium (Debian package chromium) for the report's browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "warning: could not install chromium; the browser test will be skipped"; \
+	fi
 	$(VENV)/bin/pytest -q $(PYTEST_FLAGS)
 
 clean:

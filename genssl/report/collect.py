@@ -1,0 +1,263 @@
+"""Find training run directories and load what each holds into plain dataclasses.
+
+A run directory is any directory that holds ``metrics.json`` (written by ``genssl-train`` /
+``genssl-eval``). Everything else in it is optional: ``metrics.jsonl`` (training curve),
+``.hydra/config.yaml``, ``eval/embedding.npz`` and the generative ``eval/*.png`` images. Only a missing or
+unreadable ``metrics.json`` is an error; a damaged optional file is skipped with a warning, so one bad
+run never stops a report over a sweep.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genssl.errors import ConfigError, DataError
+
+CONTENT_KEYS = ("linear", "knn", "mlp", "linear_10", "linear_100", "gmm_acc", "nmi", "ari")
+IMAGE_KINDS = ("reconstructions", "samples", "traversals")
+# Directories inside a run that never hold another run; skipping them keeps the walk over a big
+# multirun folder fast (checkpoints and wandb folders can be large).
+_NOT_RUNS = {"checkpoints", "eval", "wandb", ".hydra", "__pycache__"}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Embedding:
+    """Test-set features of one run, as written to ``eval/embedding.npz``."""
+
+    features: np.ndarray          # [N, D] float32
+    labels: np.ndarray            # [N] int64
+    class_names: list[str]
+    factor_names: list[str]
+    factors: np.ndarray           # [N, F] float32, F may be 0
+
+
+@dataclass
+class Run:
+    """One training run: its identity, its metrics and whatever optional artefacts it left."""
+
+    path: Path
+    method: str
+    data: str
+    seed: int | None
+    content: dict[str, float]
+    style: dict[str, dict[str, Any]]
+    style_mean: float | None
+    rank_me: float | None
+    extra: dict[str, float]                    # dci_*, mig, elbo when present
+    baseline: dict[str, Any] | None
+    train: dict[str, Any]
+    curve: list[tuple[int, float]] = field(default_factory=list)   # (step, loss)
+    curve_kind: str = "step"
+    images: dict[str, Path] = field(default_factory=dict)
+    embedding_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} (seed {self.seed})" if self.seed is not None else self.method
+
+
+def warn(message: str) -> None:
+    """A non-fatal problem with an optional file: tell the user and carry on."""
+    print(f"genssl-report: warning: {message}", file=sys.stderr)
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for missing / null / NaN / non-numeric entries."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def find_run_dirs(entries: list[str]) -> list[Path]:
+    """Expand ``runs=`` entries (directories, globs, multirun folders) into run directories, in order.
+
+    An explicit directory must be a run or hold runs below it; a glob may match files and run-less
+    directories (a multirun folder's ``multirun.yaml``, a job that crashed) which are skipped, but it
+    must yield at least one run.
+    """
+    if not entries:
+        raise ConfigError("No runs given: pass runs=[<run dir>,...] (a glob or a Hydra multirun folder works too).")
+    found: list[Path] = []
+    for entry in entries:
+        if _GLOB_CHARS & set(entry):
+            matches = sorted(glob.glob(os.path.expanduser(entry), recursive=True))
+            runs = [r for m in matches if Path(m).is_dir() for r in _runs_below(Path(m))]
+            if not runs:
+                raise ConfigError(f"runs entry '{entry}' matched {len(matches)} path(s) but no run directory "
+                                  "(a directory holding metrics.json). Check the pattern, or quote it so the "
+                                  "shell does not expand it first.")
+            skipped = [m for m in matches if Path(m).is_dir() and not _runs_below(Path(m))]
+            for path in skipped:
+                warn(f"skipping {path}: it holds no metrics.json (an unfinished run?).")
+        else:
+            path = Path(entry).expanduser()
+            if not path.exists():
+                raise ConfigError(f"runs entry '{entry}' does not exist. Pass directories written by genssl-train "
+                                  "(each holds metrics.json), a glob, or a Hydra multirun folder.")
+            if not path.is_dir():
+                raise ConfigError(f"runs entry '{entry}' is a file, not a run directory. Pass the directory that "
+                                  "holds metrics.json, not the file itself.")
+            runs = _runs_below(path)
+            if not runs:
+                raise ConfigError(f"runs entry '{entry}' holds no metrics.json, neither itself nor in any "
+                                  "subdirectory: it is not a finished genssl-train run (evaluate it with "
+                                  "genssl-eval run_dir=<dir> first) nor a folder of runs.")
+        found.extend(runs)
+    unique: dict[Path, None] = {}
+    for run in found:
+        unique.setdefault(run.resolve(), None)
+    return list(unique)
+
+
+def _runs_below(root: Path) -> list[Path]:
+    """``root`` if it is a run, else every run below it (not descending into a run once found)."""
+    if (root / "metrics.json").is_file():
+        return [root]
+    runs = []
+    for current, dirs, files in os.walk(root):
+        if "metrics.json" in files and Path(current) != root:
+            runs.append(Path(current))
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if d not in _NOT_RUNS and not d.startswith("."))
+    return sorted(runs, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    # Hydra numbers multirun jobs 0, 1, ..., 10: sort them as numbers, not strings.
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def load_run(path: Path) -> Run:
+    """Read one run directory; raises :class:`DataError` when its ``metrics.json`` is unusable."""
+    metrics_path = path / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"Cannot read {metrics_path}: {err}.") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{metrics_path} is not valid JSON ({err}). Re-run genssl-eval run_dir={path} to "
+                        "rewrite it, or leave that run out of runs=[...].") from None
+    if not isinstance(metrics, dict):
+        raise DataError(f"{metrics_path} holds a JSON {type(metrics).__name__}, not the object genssl-eval "
+                        "writes ({\"method\": ..., \"data\": ..., \"content\": {...}}).")
+    config = _load_config(path)
+    method = metrics.get("method") or config.get("method", {}).get("name")
+    data = metrics.get("data") or config.get("data", {}).get("name")
+    if not method or not data:
+        raise DataError(f"{metrics_path} names no method or data (keys 'method' and 'data'), and there is no "
+                        f"{path / '.hydra' / 'config.yaml'} to read them from.")
+    seed = metrics.get("seed", config.get("seed"))
+    blocks = _metric_blocks(metrics)
+    run = Run(path=path, method=str(method), data=str(data), seed=int(seed) if number(seed) is not None else None,
+              baseline=_metric_blocks(metrics["baseline"]) if isinstance(metrics.get("baseline"), dict) else None,
+              train=metrics.get("train") if isinstance(metrics.get("train"), dict) else {}, **blocks)
+    run.curve, run.curve_kind = _load_curve(path / "metrics.jsonl")
+    run.images = {kind: path / "eval" / f"{kind}.png" for kind in IMAGE_KINDS
+                  if (path / "eval" / f"{kind}.png").is_file()}
+    if (path / "eval" / "embedding.npz").is_file():
+        run.embedding_path = path / "eval" / "embedding.npz"
+    return run
+
+
+def _metric_blocks(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The comparable numbers of a metrics object (the run's own, or its ``baseline``)."""
+    content_raw = metrics.get("content") if isinstance(metrics.get("content"), dict) else {}
+    content = {k: v for k, v in ((k, number(content_raw.get(k))) for k in CONTENT_KEYS) if v is not None}
+    # Content metrics this module does not know yet are still shown, after the known ones.
+    content.update({k: v for k, v in ((k, number(v)) for k, v in content_raw.items()) if v is not None
+                    and k not in content})
+    style_raw = metrics.get("style") if isinstance(metrics.get("style"), dict) else {}
+    style = {name: probe for name, probe in style_raw.items() if isinstance(probe, dict)}
+    style_mean = number(metrics.get("style_mean"))
+    if style_mean is None and style:
+        values = [number(p.get("linear")) for p in style.values()]
+        values = [v for v in values if v is not None]
+        style_mean = float(np.mean(values)) if values else None
+    extra: dict[str, float] = {}
+    if isinstance(metrics.get("dci"), dict):
+        for key in ("disentanglement", "completeness", "informativeness"):
+            if (value := number(metrics["dci"].get(key))) is not None:
+                extra[f"dci_{key}"] = value
+    for key in ("mig", "elbo"):
+        if (value := number(metrics.get(key))) is not None:
+            extra[key] = value
+    return {"content": content, "style": style, "style_mean": style_mean,
+            "rank_me": number(metrics.get("rank_me")), "extra": extra}
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    config_path = path / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+    except Exception as err:  # a damaged optional file: the run still reports from metrics.json
+        warn(f"ignoring {config_path}: {err}")
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _load_curve(path: Path) -> tuple[list[tuple[int, float]], str]:
+    """Loss against step from ``metrics.jsonl``: step records, or epoch records when none were logged."""
+    if not path.is_file():
+        return [], "step"
+    records: dict[str, list[tuple[int, float]]] = {"step": [], "epoch": []}
+    bad = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1   # a run killed mid-write leaves a truncated last line
+            continue
+        if not isinstance(record, dict) or record.get("kind") not in records:
+            continue
+        step, loss = number(record.get("step")), number(record.get("loss"))
+        if step is not None and loss is not None:
+            records[record["kind"]].append((int(step), loss))
+    if bad:
+        warn(f"skipped {bad} unreadable line(s) in {path}.")
+    if records["step"]:
+        return records["step"], "step"
+    return records["epoch"], "epoch"
+
+
+def load_embedding(path: Path) -> Embedding | None:
+    """Read ``eval/embedding.npz``; None (with a warning) when it is missing pieces or malformed."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            features = np.asarray(npz["features"], dtype=np.float32)
+            labels = np.asarray(npz["labels"]).astype(np.int64) if "labels" in npz else np.zeros(len(features), int)
+            class_names = [str(c) for c in npz["class_names"]] if "class_names" in npz else []
+            factor_names = [str(f) for f in npz["factor_names"]] if "factor_names" in npz else []
+            factors = np.asarray(npz["factors"], dtype=np.float32) if "factors" in npz else np.zeros((len(features), 0))
+    except Exception as err:
+        warn(f"ignoring {path}: {err}")
+        return None
+    if features.ndim != 2 or len(features) < 5 or len(labels) != len(features):
+        warn(f"ignoring {path}: features {features.shape} and labels {labels.shape} do not form [N, D] and [N] "
+             "with N >= 5.")
+        return None
+    if factors.ndim != 2 or len(factors) != len(features):
+        factors, factor_names = np.zeros((len(features), 0), np.float32), []
+    factor_names = (factor_names + [f"factor {i}" for i in range(len(factor_names), factors.shape[1])])
+    return Embedding(features, labels, class_names, factor_names[:factors.shape[1]], factors)
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    """Load every run; the first unusable ``metrics.json`` stops the report before anything is written."""
+    return [load_run(p) for p in paths]
