@@ -25,3 +25,13 @@ def observation(kind: str, decoded: torch.Tensor, log_var: float = GAUSSIAN_LOG_
     if kind == "gaussian":
         return dist.Normal(decoded, math.exp(0.5 * log_var))
     raise ConfigError(f"Unknown likelihood '{kind}': data.likelihood must be {choices(LIKELIHOODS)}.")
+
+
+def observation_mean(kind: str, decoded: torch.Tensor) -> torch.Tensor:
+    """E[x | z] of the likelihood :func:`observation` builds: sigmoid(logits) or the Gaussian mean."""
+    decoded = decoded.float()
+    if kind == "bernoulli":
+        return torch.sigmoid(decoded)
+    if kind == "gaussian":
+        return decoded
+    raise ConfigError(f"Unknown likelihood '{kind}': data.likelihood must be {choices(LIKELIHOODS)}.")

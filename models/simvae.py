@@ -20,7 +20,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
-from genssl.models.likelihoods import GAUSSIAN_LOG_VAR, observation
+from genssl.models.likelihoods import GAUSSIAN_LOG_VAR, observation, observation_mean
 
 Prior = Callable[[int, int], torch.Tensor]
 
@@ -55,6 +55,14 @@ class SimVAE(PyroModule):
     def samples_content(self) -> bool:
         """Whether the guide must also propose the content latent y."""
         return not self.is_vae and not self.integrate_content
+
+    def decode_mean(self, latent: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean E[x | z] for latents [..., L] → images [..., C, H, W] (decoder mean)."""
+        return observation_mean(self.likelihood, self.decoder(latent))
+
+    def log_likelihood(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) summed over each image's pixels: x [..., C, H, W], z [..., L] → [...]."""
+        return observation(self.likelihood, self.decoder(latent), self.obs_log_var).log_prob(x).sum((-3, -2, -1))
 
     def forward(self, x: torch.Tensor) -> None:
         batch, views = x.shape[:2]
