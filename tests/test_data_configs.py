@@ -11,7 +11,7 @@ from genssl.data import DATASETS, build_augment, dataset_options
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(p.stem for p in (CONFIGS / "data" / "augment").glob("*.yaml"))
-KEYS = {"augment", "name", "root", "download", "train_subset", "test_subset", "image_size", "channels",
+KEYS = {"augment", "styled", "name", "root", "download", "train_subset", "test_subset", "image_size", "channels",
         "num_views", "likelihood", "encoder", "options"}
 
 
