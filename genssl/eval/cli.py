@@ -55,22 +55,21 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 
 def evaluate_run(run_dir: Path, checkpoint_path: Path, cfg: DictConfig) -> dict:
     """Rebuild the run's method, load its weights, evaluate and write ``metrics.json``."""
-    from genssl.eval.evaluate import evaluate
-    from genssl.train.build import build_method, dataset_from_config
+    from genssl.eval.evaluate import evaluate_with_baseline
+    from genssl.train.build import dataset_from_config, untrained_method
     from genssl.train.checkpoint import load_checkpoint
     from genssl.train.loop import restore_weights, write_json_atomic
-    from genssl.train.runtime import resolve_device, seed_everything
+    from genssl.train.runtime import resolve_device
 
     device = resolve_device(cfg.trainer.device)
-    seed_everything(cfg.seed)
     dataset = dataset_from_config(cfg)
-    method = build_method(cfg, dataset.channels, dataset.image_size).to(device)
+    method = untrained_method(cfg, dataset, device)
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
     restore_weights(method, checkpoint)
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {
         "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed}
-    metrics.update(evaluate(method, dataset, cfg.eval, device, cfg.seed, progress=cfg.trainer.progress))
+    metrics.update(evaluate_with_baseline(cfg, method, dataset, device, run_dir, trained=checkpoint["step"] > 0))
     write_json_atomic(metrics_path, metrics)
     return metrics
 

@@ -136,6 +136,14 @@ def build_method(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     return BUILDERS[family](cfg, channels, image_size)
 
 
+def untrained_method(cfg: DictConfig, dataset: ImageDataset, device: torch.device) -> PyroSSL:
+    """The run's method as initialised: seeded with ``cfg.seed`` and built exactly as training builds it."""
+    from genssl.train.runtime import seed_everything
+
+    seed_everything(cfg.seed)
+    return build_method(cfg, dataset.channels, dataset.image_size).to(device)
+
+
 def check_input_shape(method: PyroSSL, views: torch.Tensor) -> None:
     """Run one loss evaluation so shape mismatches surface as a clear error before training starts."""
     try:
