@@ -24,13 +24,18 @@ data:
 			|| echo "warning: could not install dataset-fashion-mnist; genssl will try data.root or a download"; \
 	fi
 
-# SimVAE for 3 epochs beside its zero-epoch baseline (the same encoder, untrained).
+# The showcase: SimVAE, VAE and SimCLR trained briefly on styled Fashion-MNIST (random colour, position
+# and scale per image, recorded as style factors), each evaluated beside its untrained network, and one
+# report comparing what they keep of content and of style.
+SHOWCASE := outputs/showcase
 run: install
-	$(VENV)/bin/genssl-train method=simvae data=fashion_mnist trainer.max_epochs=0 logger=none \
-		hydra.run.dir=outputs/make-run/simvae-untrained
-	$(VENV)/bin/genssl-train method=simvae data=fashion_mnist trainer.max_epochs=3 logger=none \
-		hydra.run.dir=outputs/make-run/simvae
-	$(PY) -m genssl.eval.summary outputs/make-run/simvae-untrained outputs/make-run/simvae
+	rm -rf $(SHOWCASE)
+	$(VENV)/bin/genssl-train -m method=simvae,vae,simclr data=fashion_mnist data.styled=true \
+		data.train_subset=10000 data.test_subset=5000 trainer.max_epochs=2 logger=none \
+		hydra.sweep.dir=$(SHOWCASE)/runs
+	$(PY) -m genssl.eval.summary $(SHOWCASE)/runs/*
+	$(VENV)/bin/genssl-report runs=$(SHOWCASE)/runs out=$(SHOWCASE)/report
+	@echo "Report: $(CURDIR)/$(SHOWCASE)/report/report.html"
 
 test: install
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_FLAGS)

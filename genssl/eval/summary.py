@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("run", "method", "data", "epochs", "linear", "knn", "rank_me")
+COLUMNS = ("run", "method", "data", "epochs", "linear", "untrained", "knn", "style_mean", "rank_me")
 
 
 def rows(run_dirs: list[Path]) -> list[dict[str, str]]:
@@ -15,11 +15,17 @@ def rows(run_dirs: list[Path]) -> list[dict[str, str]]:
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
+        base = m.get("baseline", {}).get("content", {})
         table.append({"run": str(run_dir), "method": m["method"], "data": m["data"],
                       "epochs": str(m.get("train", {}).get("epochs", "?")),
-                      "linear": f"{m['content']['linear']:.4f}", "knn": f"{m['content']['knn']:.4f}",
+                      "linear": f"{m['content']['linear']:.4f}", "untrained": _fmt(base.get("linear")),
+                      "knn": f"{m['content']['knn']:.4f}", "style_mean": _fmt(m.get("style_mean")),
                       "rank_me": f"{m.get('rank_me', float('nan')):.1f}"})
     return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def format_table(table: list[dict[str, str]]) -> str:
