@@ -69,31 +69,33 @@ def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, max_iter: int = 
 
 def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mixture weights, means and regularised full covariances maximising the expected log-likelihood."""
-    (n, d), k = x.shape, resp.shape[1]
-    counts = resp.sum(0) + 10 * torch.finfo(x.dtype).eps  # as scikit-learn, so no component has zero mass
+    """Mixture weights, means and regularised full covariances maximising the expected log-likelihood.
+
+    Float64 throughout: in float32 the rounding of the large directions of a nearly degenerate
+    component exceeds ``reg_covar`` and its covariance stops being positive definite.
+    """
+    x, resp = x.double(), resp.double()
+    counts = resp.sum(0) + 10 * torch.finfo(torch.float64).eps  # as scikit-learn: no empty component
     means = resp.T @ x / counts[:, None]
-    # Σ_k = Σ_n r_nk x_n x_nᵀ / N_k − μ_k μ_kᵀ as one [K·D, N] × [N, D] product: one pass over the
-    # [N, K, D] products instead of several over centred copies (this step is memory-bound).
-    second = ((resp[:, :, None] * x[:, None, :]).view(n, k * d).T @ x).view(k, d, d) / counts[:, None, None]
-    covs = second - means[:, :, None] * means[:, None, :]
-    covs = covs + reg_covar * torch.eye(d, dtype=x.dtype, device=x.device)
-    return counts / n, means, covs
+    diff = x[None] - means[:, None]  # [K, N, D]
+    covs = (diff * resp.T[:, :, None]).transpose(1, 2) @ diff / counts[:, None, None]
+    covs = covs + reg_covar * torch.eye(x.shape[1], dtype=torch.float64, device=x.device)
+    return counts / len(x), means, covs
 
 
 def _log_joint(x: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor) -> torch.Tensor:
-    """log π_k + log N(x_n; μ_k, Σ_k) for every point and component, ``[N, K]``."""
+    """log π_k + log N(x_n; μ_k, Σ_k) for every point (float32 rows) and component, float64 ``[N, K]``."""
     (n, d), k = x.shape, len(means)
-    chol = torch.linalg.cholesky(covs)
-    eye = torch.eye(d, dtype=x.dtype, device=x.device).expand(k, d, d)
+    chol = torch.linalg.cholesky(covs)  # float64: the covariances may be ill-conditioned
+    eye = torch.eye(d, dtype=chol.dtype, device=x.device).expand(k, d, d)
     whiten = torch.linalg.solve_triangular(chol, eye, upper=False)  # L_k⁻¹: ‖L_k⁻¹(x − μ_k)‖² is the Mahalanobis
-    shift = (whiten @ means[:, :, None]).view(k * d)
-    mahalanobis = (x @ whiten.reshape(k * d, d).T - shift).view(n, k, d).pow(2).sum(2)  # [N, K]
+    shift = (whiten @ means[:, :, None]).view(k * d).float()
+    mahalanobis = (x @ whiten.reshape(k * d, d).T.float() - shift).view(n, k, d).pow(2).sum(2)  # [N, K]
     log_det = 2 * chol.diagonal(dim1=1, dim2=2).log().sum(1)
-    return -0.5 * (d * math.log(2 * math.pi) + log_det + mahalanobis) + weights.log()
+    return -0.5 * (d * math.log(2 * math.pi) + log_det + mahalanobis.double()) + weights.log()
 
 
-def fit_gmm(x: torch.Tensor, k: int, seed: int = 0, n_init: int = 1, max_iter: int = 200, tol: float = 1e-3,
+def fit_gmm(x: torch.Tensor, k: int, seed: int = 0, n_init: int = 1, max_iter: int = 100, tol: float = 1e-3,
             reg_covar: float = 1e-4) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], bool, float]:
     """Full-covariance Gaussian mixture by EM on ``x``'s device; returns (weights, means, covs), whether
     EM converged and the mean log-likelihood of ``x``.
@@ -103,18 +105,19 @@ def fit_gmm(x: torch.Tensor, k: int, seed: int = 0, n_init: int = 1, max_iter: i
     ``tol``; ``reg_covar`` added to every covariance diagonal; of ``n_init`` seeded starts the most
     likely fit is kept), written as batched tensor operations: scikit-learn's per-component loops
     took 26 s for 100 iterations on 20k×32 points on this project's two contended CPU cores, several
-    times longer than this, and cannot use a GPU. Float64, as the covariances need it.
+    times longer than this, and cannot use a GPU. The E-step's [N, K, D] work is float32; the M-step
+    and the covariance factorisations are float64.
     """
-    x = x.double()
+    x = x.float()
     best: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], bool, float] | None = None
     for start in range(n_init):
         labels = kmeans(x, k, torch.Generator().manual_seed(seed * 1009 + start))
-        params = _m_step(x, F.one_hot(labels, k).to(x.dtype), reg_covar)
+        params = _m_step(x, F.one_hot(labels, k).float(), reg_covar)
         previous, converged = -math.inf, False
         for _ in range(max_iter):
             log_joint = _log_joint(x, *params)
             log_likelihood = torch.logsumexp(log_joint, 1, keepdim=True)
-            params = _m_step(x, (log_joint - log_likelihood).exp(), reg_covar)
+            params = _m_step(x, (log_joint - log_likelihood).exp().float(), reg_covar)
             mean_ll = log_likelihood.mean().item()
             if abs(mean_ll - previous) < tol:
                 converged = True
@@ -128,16 +131,18 @@ def fit_gmm(x: torch.Tensor, k: int, seed: int = 0, n_init: int = 1, max_iter: i
 
 
 def gmm_clustering(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int,
-                   seed: int = 0, *, pca_dim: int = 32, max_train: int | None = 10000, n_init: int = 3,
-                   max_iter: int = 200, reg_covar: float = 1e-4) -> dict[str, float]:
+                   seed: int = 0, *, pca_dim: int = 32, max_train: int | None = 10000, n_init: int = 1,
+                   max_iter: int = 100, reg_covar: float = 1e-4) -> dict[str, float]:
     """Fit a ``num_classes``-component Gaussian mixture to train features, score its test clusters.
 
     Protocol: features are standardised with training statistics and projected onto the top
     ``pca_dim`` principal directions of train (variance kept, not whitened, so the k-means
     initialisation attends to the directions that vary most); a full-covariance mixture
-    (:func:`fit_gmm`: the most likely of ``n_init`` seeded k-means starts, as EM's local optima vary
-    a lot) is fitted without labels on a seeded subset of at most ``max_train`` training rows; the
-    most likely component of every test point is compared with its label. Full
+    (:func:`fit_gmm`, seeded k-means start; ``n_init`` > 1 keeps the most likely of several starts,
+    at that many times the cost) is fitted without labels on a seeded subset of at most
+    ``max_train`` training rows; the most likely component of every test point is compared with its
+    label. EM's local optima make the scores vary with the seed (by several points of accuracy on
+    weakly clustered features), so compare methods over seeds. Full
     covariances because SSL feature clusters are elongated and correlated, which diagonal ones
     cannot follow; the PCA keeps each of them to 32·33/2 = 528 parameters, well determined by
     thousands of points, and the EM steps cheap. No label is used for any choice.
@@ -146,14 +151,14 @@ def gmm_clustering(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Te
     (arithmetic-mean normalisation), "ari": adjusted Rand index, "converged": 1.0 or 0.0}``.
     """
     check_features(train_x, None, test_x, test_y)
-    train_x, test_x = standardise(train_x.float(), test_x.float())
+    train_x, test_x = standardise(train_x.float(), test_x.float(), clip=True)
     if max_train is not None and len(train_x) > max_train:
         rows = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed + 7))[:max_train]
         train_x = train_x[rows.to(train_x.device)]
     dim = min(pca_dim, train_x.shape[1], len(train_x) - 1)
     train_z, test_z = pca_project(train_x, test_x, dim=dim)
     params, converged, _ = fit_gmm(train_z, num_classes, seed, n_init, max_iter, reg_covar=reg_covar)
-    clusters = _log_joint(test_z.double(), *params).argmax(1).cpu().numpy()
+    clusters = _log_joint(test_z.float(), *params).argmax(1).cpu().numpy()
     labels = test_y.cpu().numpy()
     return {"gmm_acc": hungarian_accuracy(clusters, labels), "nmi": float(normalized_mutual_info_score(labels, clusters)),
             "ari": float(adjusted_rand_score(labels, clusters)), "converged": float(converged)}

@@ -101,30 +101,36 @@ def dci(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor], test_x
     device = train_x.device
     rows = subsample(len(train_x), max_train, seed, device)
     subset = train_x if rows is None else train_x[rows]
-    subset, test_x = standardise(subset.float(), test_x.float())
+    subset, test_x = standardise(subset.float(), test_x.float(), clip=True)
     fit, val = split_indices(len(subset), val_fraction, seed, device)
     grid = sorted(alphas, reverse=True)
-    names, columns, per_factor = list(usable), [], {}
-    for name in names:
-        factor = usable[name]
-        values = factor.train.to(device) if rows is None else factor.train.to(device)[rows]
-        target = _targets(factor, values)
-        mean, std = target[fit].mean(0), target[fit].std(0).clamp_min(1e-12)
-        w, b = lasso_weights(subset[fit], (target[fit] - mean) / std, grid)
-        scores = _score(factor, (subset[val].double() @ w + b[:, None]) * std + mean, values[val])
-        choice = int(torch.nonzero(scores >= scores.max() - tolerance)[0])  # largest α within tolerance
-        mean, std = target.mean(0), target.std(0).clamp_min(1e-12)
-        w, b = lasso_weights(subset, (target - mean) / std, [grid[choice]])
-        test_values = factor.test.to(device)
-        informativeness = _score(factor, (test_x.double() @ w + b[:, None]) * std + mean, test_values)[0].item()
-        columns.append(w[0].abs().sum(1))
-        per_factor[name] = {"informativeness": informativeness, "alpha": grid[choice]}
+    names, per_factor = list(usable), {}
+    values = {n: usable[n].train.to(device) if rows is None else usable[n].train.to(device)[rows] for n in names}
     if not names:
         return {"disentanglement": None, "completeness": None, "informativeness": None, "per_factor": {},
                 "importance": [], "factors": [], "skipped": skipped}
+    blocks = [_targets(usable[n], values[n]) for n in names]  # one column, or one per class
+    spans = torch.tensor([0] + [blk.shape[1] for blk in blocks]).cumsum(0).tolist()
+    target = torch.cat(blocks, 1)
+    # Every factor and α in one lasso call per split: the Gram matrix, the costly part, is shared.
+    mean, std = target[fit].mean(0), target[fit].std(0).clamp_min(1e-12)
+    w, b = lasso_weights(subset[fit], (target[fit] - mean) / std, grid)
+    val_prediction = (subset[val].double() @ w + b[:, None]) * std + mean  # [A, n_val, T]
+    mean, std = target.mean(0), target.std(0).clamp_min(1e-12)
+    w_all, b_all = lasso_weights(subset, (target - mean) / std, grid)
+    test_prediction = (test_x.double() @ w_all + b_all[:, None]) * std + mean
+    columns = []
+    for j, name in enumerate(names):
+        block = slice(spans[j], spans[j + 1])
+        scores = _score(usable[name], val_prediction[..., block], values[name][val])
+        choice = int(torch.nonzero(scores >= scores.max() - tolerance)[0])  # largest α within tolerance
+        test_values = usable[name].test.to(device)
+        informativeness = _score(usable[name], test_prediction[choice:choice + 1, :, block], test_values)[0].item()
+        columns.append(w_all[choice, :, block].abs().sum(1))
+        per_factor[name] = {"informativeness": informativeness, "alpha": grid[choice]}
     importance = torch.stack(columns, 1)  # [D, K]
     total = importance.sum()
-    rho = importance.sum(1) / total if total > 0 else torch.zeros(len(importance), dtype=importance.dtype)
+    rho = importance.sum(1) / total if total > 0 else torch.zeros_like(importance[:, 0])
     disentanglement = (rho * (1 - _normalised_entropy(importance, 1))).sum().item()
     completeness = 1 - _normalised_entropy(importance, 0)
     for name, c in zip(names, completeness.tolist()):

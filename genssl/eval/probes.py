@@ -9,10 +9,19 @@ from torch.nn import functional as F
 from genssl.errors import ShapeError
 
 
-def standardise(train: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Centre and scale every feature by the training split's mean and standard deviation."""
+def standardise(train: torch.Tensor, *others: torch.Tensor, clip: bool = False) -> tuple[torch.Tensor, ...]:
+    """Centre and scale every feature by the training split's mean and standard deviation.
+
+    ``clip`` clamps the other splits to the range each standardised feature spans in train. Without
+    it a feature (nearly) constant in train — a dead ReLU unit — can reach thousands of standard
+    deviations on test, where a nonlinear probe that never saw it vary turns it into garbage.
+    """
     mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
-    return tuple((t - mean) / std for t in (train, *others))
+    scaled = [(t - mean) / std for t in (train, *others)]
+    if clip and others:
+        low, high = scaled[0].min(0).values, scaled[0].max(0).values
+        scaled[1:] = [torch.minimum(torch.maximum(t, low), high) for t in scaled[1:]]
+    return tuple(scaled)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int = 500,
@@ -258,7 +267,7 @@ def check_features(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
 
 
 def mlp_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-              num_classes: int, hiddens: Sequence[int] = (128, 512), weight_decays: Sequence[float] = (1e-4, 1e-1),
+              num_classes: int, hiddens: Sequence[int] = (64, 256), weight_decays: Sequence[float] = (1e-4,),
               val_fraction: float = 0.1, max_epochs: int = 30, patience: int = 3, batch_size: int = 512,
               lr: float = 2e-3, seed: int = 0) -> dict[str, float]:
     """One-hidden-layer ReLU MLP classifier on standardised features (Adam, minibatches).
@@ -267,10 +276,16 @@ def mlp_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
     grid, each early-stopped on a seeded validation split of train (patience ``patience``, at most
     ``max_epochs``); the best (hidden, weight decay, epochs) is refitted on all of train for the same
     number of epochs and scored once on test. The candidates of one width train together in one pass.
+    Test features are clipped to the range each feature spans in train (see :func:`standardise`).
+
+    Cost grows with Σ hidden × len(weight_decays) (selection) plus the chosen hidden (refit): about
+    20 s for the defaults on 60k×256 features on two CPU cores. The default grid varies only the
+    width: on the features we tried, the weight decay moved validation accuracy by < 0.5 points while
+    doubling the cost; pass e.g. ``weight_decays=(1e-4, 1e-1)`` to choose it too.
     Returns ``{"accuracy", "hidden", "weight_decay", "epochs", "val_accuracy"}``.
     """
     check_features(train_x, train_y, test_x, test_y)
-    train_x, test_x = standardise(train_x.float(), test_x.float())
+    train_x, test_x = standardise(train_x.float(), test_x.float(), clip=True)
     [result] = select_and_refit_mlp(train_x, train_y.float()[:, None], test_x, test_y.float()[:, None],
                                     [("discrete", num_classes)], hiddens=hiddens, weight_decays=weight_decays,
                                     val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,
@@ -329,7 +344,7 @@ def few_label_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x:
     "weight_decays", "per_class", "draws"}``.
     """
     check_features(train_x, train_y, test_x, test_y)
-    train_x, test_x = standardise(train_x.float(), test_x.float())
+    train_x, test_x = standardise(train_x.float(), test_x.float(), clip=True)
     device = train_x.device
     counts = torch.bincount(train_y, minlength=num_classes)
     if counts.min().item() < per_class:

@@ -164,7 +164,7 @@ def style_probes(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor
     usable, skipped = prepare_factors(train_factors, test_factors, kinds, len(train_x), len(test_x))
     rows = subsample(len(train_x), max_train, seed, train_x.device)
     subset_x = train_x if rows is None else train_x[rows]
-    subset_x, test_x = standardise(subset_x.float(), test_x.float())
+    subset_x, test_x = standardise(subset_x.float(), test_x.float(), clip=True)
     device = train_x.device
     take = {name: f.train.to(device) if rows is None else f.train.to(device)[rows] for name, f in usable.items()}
     # A factor can be constant on the subset while varying over all of train (a rare value).
