@@ -18,7 +18,7 @@ from genssl.errors import ConfigError, ShapeError
 from genssl.eval.clustering import fit_gmm, gmm_clustering, hungarian_accuracy
 from genssl.eval.disentanglement import dci, lasso_weights, mig
 from genssl.eval.probes import (_Bank, _bank_loss, few_label_linear_probe, fit_logistic, fit_logistic_grid,
-                                linear_probe, mlp_probe, select_and_refit_mlp)
+                                linear_probe, mlp_probe, select_and_refit_mlp, standardise)
 from genssl.eval.style import ridge_probe, ridge_weights, style_mean, style_probes
 
 
@@ -303,9 +303,31 @@ def test_mig_information_matches_scikit_learn_and_skips_constants():
     g = torch.Generator().manual_seed(0)
     codes = torch.rand(2000, 2, generator=g)
     factor = (codes[:, 0] * 3).long() + torch.randint(0, 2, (2000,), generator=g)  # discrete, noisy copy
-    result = mig(codes, {"k": factor, "flat": torch.ones(2000, dtype=torch.long)}, {"k": "discrete", "flat": "discrete"})
+    result = mig(codes, {"k": factor, "flat": torch.ones(2000, dtype=torch.long)},
+                 {"k": "discrete", "flat": "discrete"})
     bins = np.minimum((codes.numpy() - codes.numpy().min(0)) / np.ptp(codes.numpy(), 0) * 20, 19).astype(int)
     info = [mutual_info_score(factor.numpy(), bins[:, d]) for d in range(2)]
     entropy = mutual_info_score(factor.numpy(), factor.numpy())
     assert result["per_factor"]["k"] == pytest.approx((max(info) - min(info)) / entropy, abs=1e-6)
     assert "flat" in result["skipped"] and set(result["per_factor"]) == {"k"}
+
+
+def test_dead_training_features_cannot_blow_up_on_test():
+    x, y = blobs(800)
+    xt, yt = blobs(400, seed=1)
+    x = torch.cat([x, torch.zeros(800, 1)], 1)  # a unit that never fires in train ...
+    xt = torch.cat([xt, torch.full((400, 1), 50.0)], 1)  # ... fires on every test image
+    _, clipped = standardise(x, xt, clip=True)
+    assert clipped[:, -1].abs().max() == 0
+    assert mlp_probe(x, y, xt, yt, 4, hiddens=(32,))["accuracy"] > 0.95
+
+
+def test_dci_gives_an_unpredictable_factor_zero_completeness_not_nan():
+    x, f = codes_and_factors(2000, 0)
+    xt, ft = codes_and_factors(800, 1)
+    g = torch.Generator().manual_seed(4)
+    f, ft = {**f, "noise": torch.rand(2000, generator=g)}, {**ft, "noise": torch.rand(800, generator=g)}
+    result = dci(x, f, xt, ft, {**FACTOR_KINDS, "noise": "continuous"})
+    assert result["per_factor"]["noise"]["completeness"] == 0.0
+    assert abs(result["per_factor"]["noise"]["informativeness"]) < 0.02
+    assert all(math.isfinite(result[k]) for k in ("disentanglement", "completeness", "informativeness"))

@@ -88,7 +88,7 @@ def _log_joint(x: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, covs
     (n, d), k = x.shape, len(means)
     chol = torch.linalg.cholesky(covs)  # float64: the covariances may be ill-conditioned
     eye = torch.eye(d, dtype=chol.dtype, device=x.device).expand(k, d, d)
-    whiten = torch.linalg.solve_triangular(chol, eye, upper=False)  # L_k⁻¹: ‖L_k⁻¹(x − μ_k)‖² is the Mahalanobis
+    whiten = torch.linalg.solve_triangular(chol, eye, upper=False)  # L_k⁻¹: Mahalanobis = ‖L_k⁻¹(x − μ_k)‖²
     shift = (whiten @ means[:, :, None]).view(k * d).float()
     mahalanobis = (x @ whiten.reshape(k * d, d).T.float() - shift).view(n, k, d).pow(2).sum(2)  # [N, K]
     log_det = 2 * chol.diagonal(dim1=1, dim2=2).log().sum(1)
@@ -160,5 +160,6 @@ def gmm_clustering(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Te
     params, converged, _ = fit_gmm(train_z, num_classes, seed, n_init, max_iter, reg_covar=reg_covar)
     clusters = _log_joint(test_z.float(), *params).argmax(1).cpu().numpy()
     labels = test_y.cpu().numpy()
-    return {"gmm_acc": hungarian_accuracy(clusters, labels), "nmi": float(normalized_mutual_info_score(labels, clusters)),
+    return {"gmm_acc": hungarian_accuracy(clusters, labels),
+            "nmi": float(normalized_mutual_info_score(labels, clusters)),
             "ari": float(adjusted_rand_score(labels, clusters)), "converged": float(converged)}

@@ -98,6 +98,8 @@ def rank_me(features: torch.Tensor, eps: float = 1e-7) -> float:
     singular = torch.linalg.svdvals(features.double())
     p = singular / singular.sum() + eps
     return torch.exp(-(p * p.log()).sum()).item()
+
+
 # ---------------------------------------------------------------------------------------------------
 # One-hidden-layer MLP probes, trained as a bank of independent heads in one pass.
 # ---------------------------------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def select_and_refit_mlp(train_x: torch.Tensor, train_t: torch.Tensor, test_x: t
         chosen = [j for j in range(len(tasks)) if best[j][1] == hidden]
         heads = [(j, *tasks[j], best[j][2]) for j in chosen]
         scores = train_mlp_bank(train_x, train_t, heads, hidden, test_x, test_t,
-                                epochs=[best[j][3] for j in chosen], **options)
+                                epochs=[max(1, best[j][3]) for j in chosen], **options)  # 0 if val was NaN
         for j, (score, _) in zip(chosen, scores):
             results[j] = {"score": score, "val_score": best[j][0], "hidden": hidden,
                           "weight_decay": best[j][2], "epochs": best[j][3]}
@@ -308,7 +310,8 @@ def fit_logistic_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, decays
     """
     (batch, n, d), m = x.shape, masks.shape[0]
     if init is None:
-        init = (torch.zeros(batch, m, d, num_classes, device=x.device), torch.zeros(batch, m, num_classes, device=x.device))
+        init = (torch.zeros(batch, m, d, num_classes, device=x.device),
+                torch.zeros(batch, m, num_classes, device=x.device))
     weight, bias = init[0].clone().requires_grad_(True), init[1].clone().requires_grad_(True)
     share = masks.float() / masks.float().sum(1, keepdim=True)
     target = y[:, None, :].expand(batch, m, n)
@@ -352,11 +355,11 @@ def few_label_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x:
                          f"class {counts.argmin().item()} has {counts.min().item()}; lower per_class.")
     grid, folds = sorted(weight_decays, reverse=True), max(2, min(folds, per_class))
     labels = train_y.cpu()
+    members = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
     picks = []
     for draw in range(draws):
         generator = torch.Generator().manual_seed(seed * 7919 + draw)
-        picks.append(torch.cat([torch.nonzero(labels == c).flatten()[torch.randperm(int(counts[c]), generator=generator)]
-                                [:per_class] for c in range(num_classes)]))
+        picks.append(torch.cat([m[torch.randperm(len(m), generator=generator)[:per_class]] for m in members]))
     index = torch.stack(picks).to(device)  # [draws, n], grouped by class, random order within a class
     x, y = train_x[index], train_y[index]
     fold = (torch.arange(per_class, device=device) % folds).repeat(num_classes)  # stratified folds
@@ -369,13 +372,13 @@ def few_label_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x:
         correct = ((torch.einsum("bnd,bmdc->bmnc", x, params[0]) + params[1][:, :, None]).argmax(3)
                    == y[:, None]).float()
         cv[:, i] = ((correct * held_out).sum(2) / held_out.sum(1)).mean(1)
-    best = cv.argmax(1)  # argmax returns the first maximum: the stronger decay on ties
-    chosen = torch.tensor(grid, device=device)[best][:, None]
-    weight, bias = fit_logistic_grid(x, y, num_classes, chosen, torch.ones(1, x.shape[1], dtype=torch.bool,
-                                                                             device=device), max_iter)
+    chosen = [grid[i] for i in cv.argmax(1).tolist()]  # argmax takes the first maximum: the stronger decay
+    everything = torch.ones(1, x.shape[1], dtype=torch.bool, device=device)
+    weight, bias = fit_logistic_grid(x, y, num_classes, torch.tensor(chosen, device=device)[:, None], everything,
+                                     max_iter)
     predictions = (torch.einsum("nd,bdc->bnc", test_x, weight[:, 0]) + bias[:, 0, None]).argmax(2)
     accuracies = (predictions == test_y[None]).float().mean(1).tolist()
     mean = sum(accuracies) / draws
     std = (sum((a - mean) ** 2 for a in accuracies) / draws) ** 0.5
-    return {"accuracy": mean, "std": std, "accuracies": accuracies, "weight_decays": chosen[:, 0].tolist(),
+    return {"accuracy": mean, "std": std, "accuracies": accuracies, "weight_decays": chosen,
             "per_class": per_class, "draws": draws}

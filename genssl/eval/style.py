@@ -65,7 +65,7 @@ def prepare_factors(train_factors: Mapping[str, torch.Tensor], test_factors: Map
             if len(classes) < 2:
                 skipped[name] = f"constant in the {where[0]} (always {classes[0].item():g}): nothing to probe"
                 continue
-            hit = test[:, None] == classes[None, :]
+            hit = test.to(classes.device)[:, None] == classes[None, :]
             test_index = torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(test, -1, dtype=torch.long))
             usable[name] = Factor(kind, train_index, test_index, len(classes))
         else:
@@ -89,8 +89,8 @@ def subsample(n: int, max_n: int | None, seed: int, device: torch.device) -> tor
 def ridge_weights(x: torch.Tensor, y: torch.Tensor, alphas: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Ridge regressions of every column of ``y [n, T]`` on ``x [n, d]`` for every α, in closed form.
 
-    Minimises (1/n)‖y − x w − b‖² + α‖w‖² with an unpenalised intercept: w = (XᵀX/n + αI)⁻¹ Xᵀy/n on
-    centred data, through one eigendecomposition of the Gram matrix (float64). Returns
+    Minimises (1/n)‖y − x w − b‖² + α‖w‖² with an unpenalised intercept: w = (XᵀX/n + αI)⁻¹ Xᵀy/n
+    on centred data, through one eigendecomposition of the Gram matrix (float64). Returns
     ``w [A, d, T]`` and ``b [A, T]``.
     """
     x, y = x.double(), y.double()
