@@ -317,7 +317,7 @@ def fit_logistic_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, decays
     share = masks.float() / masks.float().sum(1, keepdim=True)
     target = y[:, None, :].expand(batch, m, n)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=10,
-                                  tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+                                  tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
