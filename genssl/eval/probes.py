@@ -177,7 +177,7 @@ def _bank_loss(out: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple[i
 def train_mlp_bank(x: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple[int, str, int, float]],
                    hidden: int, eval_x: torch.Tensor, eval_targets: torch.Tensor, *,
                    epochs: Sequence[int] | None = None, max_epochs: int = 30, patience: int = 3,
-                   batch_size: int = 512, lr: float = 1e-3, seed: int = 0) -> list[tuple[float, int]]:
+                   batch_size: int = 1024, lr: float = 3e-3, seed: int = 0) -> list[tuple[float, int]]:
     """Train one MLP per head with Adam on minibatches; return each head's (eval score, epochs).
 
     ``heads`` are ``(target column, kind, outputs, weight decay)``; ``kind`` is "discrete" (outputs =
