@@ -19,7 +19,7 @@ from genssl.inference.pyro_ssl import PyroSSL
 from genssl.models import MaskedPatchModel
 from genssl.models.masked import mae_terms, mmae_terms, umae_terms
 from genssl.nets.masking import mask_order, masked_patch_mse, patchify, random_patch_mask, unpatchify
-from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder
+from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder, default_patch_size
 
 B, C, SIZE, PATCH = 6, 2, 8, 2   # 16 patches of 8 values; 4 visible at ratio 0.75
 TERMS = {"mae": mae_terms, "umae": umae_terms, "mmae": mmae_terms}
@@ -184,6 +184,12 @@ def test_bad_sizes_and_ratios_are_clear_errors():
         MaskedEncoderGuide(encoder, mask_ratio=0.97)
     with pytest.raises(ConfigError, match="pos_embed must be 'learned' or 'sincos'"):
         ViTEncoder(1, 28, pos_embed="rope")
+
+
+def test_default_patch_size_is_a_four_by_four_grid():
+    assert [default_patch_size(s) for s in (28, 32, 64)] == [7, 8, 16]
+    with pytest.raises(ShapeError, match="set net.vit.patch_size"):
+        default_patch_size(30)
 
 
 TINY_VIT = ["net.vit.width=32", "net.vit.depth=1", "net.vit.heads=2", "model.decoder.width=16",

@@ -8,12 +8,16 @@ from genssl.errors import ConfigError
 from genssl.guides.masked_encoder import MaskedEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.models.masked import MaskedPatchModel
-from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder
+from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder, default_patch_size
 
 
 def build_vit(vit_cfg: DictConfig, channels: int, image_size: int) -> ViTEncoder:
-    """The ViT encoder described by ``net.vit`` for [N, channels, image_size, image_size] images."""
-    return ViTEncoder(channels, image_size, patch_size=vit_cfg.patch_size, width=vit_cfg.width, depth=vit_cfg.depth,
+    """The ViT encoder described by ``net.vit`` for [N, channels, image_size, image_size] images.
+
+    ``net.vit.patch_size: null`` picks :func:`~genssl.nets.vit.default_patch_size` (a 4×4 grid).
+    """
+    patch_size = vit_cfg.patch_size if vit_cfg.patch_size is not None else default_patch_size(image_size)
+    return ViTEncoder(channels, image_size, patch_size=patch_size, width=vit_cfg.width, depth=vit_cfg.depth,
                       heads=vit_cfg.heads, mlp_ratio=vit_cfg.mlp_ratio, pos_embed=vit_cfg.pos_embed)
 
 
