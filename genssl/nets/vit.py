@@ -203,10 +203,4 @@ class MaskedPatchDecoder(nn.Module):
         return self.predict(self.norm(x))[:, 1:]
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters (used in logs and the results notes)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-__all__ = ["POSITION_EMBEDDINGS", "ViTEncoder", "default_patch_size", "MaskedPatchDecoder", "sincos_position_embedding",
-           "count_parameters"]
+__all__ = ["POSITION_EMBEDDINGS", "ViTEncoder", "default_patch_size", "MaskedPatchDecoder", "sincos_position_embedding"]
