@@ -2,7 +2,8 @@
 
 The run's own resolved config (``.hydra/config.yaml``) rebuilds the method; the checkpoint's weights
 are loaded (``weights_only=True``) and ``metrics.json`` is rewritten beside it. Further ``key=value``
-arguments override the run's config, e.g. ``eval.knn.k=10`` or ``trainer.device=cpu``.
+arguments override the run's config, e.g. ``eval.knn.k=10`` or ``trainer.device=cpu``; evaluation
+settings the run's config lacks (added to the protocol later) take today's defaults.
 """
 from __future__ import annotations
 
@@ -44,9 +45,15 @@ def parse_args(argv: list[str]) -> tuple[Path, Path, list[str]]:
 
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    """The run's config with today's evaluation protocol (so old and new runs compare), then ``overrides``."""
+    """The run's config, its evaluation settings completed by today's defaults, then ``overrides``.
+
+    The run's own ``eval`` block wins so a re-evaluation repeats the run's protocol (its subsets, draws
+    and probes); settings added to the protocol since the run was trained come from the packaged
+    ``eval/default.yaml``, so old runs evaluate too.
+    """
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    cfg.eval = OmegaConf.load(importlib.resources.files("genssl.configs").joinpath("eval", "default.yaml"))
+    default = OmegaConf.load(importlib.resources.files("genssl.configs").joinpath("eval", "default.yaml"))
+    cfg.eval = OmegaConf.merge(default, cfg.get("eval") or {})
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
     except Exception as err:

@@ -28,6 +28,30 @@ def standardise(train: torch.Tensor, *others: torch.Tensor, clip: bool = False) 
     return tuple(scaled)
 
 
+def whiten(train: torch.Tensor, *others: torch.Tensor, clip: bool = False,
+           floor: float = 1e-6) -> tuple[torch.Tensor, ...]:
+    """PCA-whiten every split with the training split's covariance: x ↦ (x − μ) U Λ^{-1/2}.
+
+    Λ, U are the eigenvalues and eigenvectors of train's covariance; eigenvalues are floored at
+    ``floor`` times the largest. The MLP probes fit on whitened features: an invertible linear map
+    of the input leaves an MLP's function class unchanged (the first layer absorbs it), but Adam on
+    strongly correlated features barely moves in the low-variance directions. On a SimVAE's
+    posterior means (covariance eigenvalues spanning 1e-8 to 2) the MLP probe scored 0.49 on
+    standardised features, below the linear probe's 0.61, and 0.67 on whitened ones. ``clip``
+    clamps the other splits to the range each whitened coordinate spans in train (see
+    :func:`standardise`).
+    """
+    x = train.double()
+    mean = x.mean(0)
+    eigenvalues, vectors = torch.linalg.eigh(torch.cov((x - mean).T).reshape(x.shape[1], x.shape[1]))
+    scale = vectors / eigenvalues.clamp_min(floor * max(eigenvalues.max().item(), 1e-12)).sqrt()
+    white = [((t.double() - mean) @ scale).to(train.dtype) for t in (train, *others)]
+    if clip and others:
+        low, high = white[0].min(0).values, white[0].max(0).values
+        white[1:] = [torch.minimum(torch.maximum(t, low), high) for t in white[1:]]
+    return tuple(white)
+
+
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int = 500,
                  init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression by full-batch L-BFGS; returns (W, b).
@@ -228,7 +252,7 @@ def select_and_refit_mlp(train_x: torch.Tensor, train_t: torch.Tensor, test_x: t
                          hiddens: Sequence[int], weight_decays: Sequence[float], val_fraction: float = 0.1,
                          max_epochs: int = 30, patience: int = 3, batch_size: int = 1024, lr: float = 3e-3,
                          seed: int = 0) -> list[dict[str, float]]:
-    """The MLP-probe protocol for several targets at once; inputs must already be standardised.
+    """The MLP-probe protocol for several targets at once; inputs must already be whitened (or standardised).
 
     ``tasks[j] = (kind, outputs)`` describes column j of ``train_t`` / ``test_t`` (see
     :func:`train_mlp_bank`). For every target, every (hidden, weight decay) pair is trained on the
@@ -276,13 +300,13 @@ def mlp_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
               num_classes: int, hiddens: Sequence[int] = (64, 256), weight_decays: Sequence[float] = (1e-4,),
               val_fraction: float = 0.1, max_epochs: int = 30, patience: int = 3, batch_size: int = 1024,
               lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
-    """One-hidden-layer ReLU MLP classifier on standardised features (Adam, minibatches).
+    """One-hidden-layer ReLU MLP classifier on whitened features (Adam, minibatches; see :func:`whiten`).
 
     Protocol (:func:`select_and_refit_mlp`): hidden width × decoupled (AdamW-style) weight decay
     grid, each early-stopped on a seeded validation split of train (patience ``patience``, at most
     ``max_epochs``); the best (hidden, weight decay, epochs) is refitted on all of train for the same
     number of epochs and scored once on test. The candidates of one width train together in one pass.
-    Test features are clipped to the range each feature spans in train (see :func:`standardise`).
+    Test features are clipped to the range each whitened coordinate spans in train.
 
     Cost grows with Σ hidden × len(weight_decays) (selection) plus the chosen hidden (refit): about
     20 s of CPU time for the defaults on 60k×256 features (about 11 epochs to the best validation
@@ -292,7 +316,7 @@ def mlp_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
     Returns ``{"accuracy", "hidden", "weight_decay", "epochs", "val_accuracy"}``.
     """
     check_features(train_x, train_y, test_x, test_y)
-    train_x, test_x = standardise(train_x.float(), test_x.float(), clip=True)
+    train_x, test_x = whiten(train_x.float(), test_x.float(), clip=True)
     [result] = select_and_refit_mlp(train_x, train_y.float()[:, None], test_x, test_y.float()[:, None],
                                     [("discrete", num_classes)], hiddens=hiddens, weight_decays=weight_decays,
                                     val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.eval.probes import check_features, linear_probe, select_and_refit_mlp, split_indices, standardise
+from genssl.eval.probes import (check_features, linear_probe, select_and_refit_mlp, split_indices, standardise,
+                                whiten)
 
 KINDS = ("continuous", "discrete")
 
@@ -143,7 +144,8 @@ def style_probes(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor
                  max_epochs: int = 30, patience: int = 3) -> dict[str, dict[str, float | str]]:
     """Linear and MLP probes of every style factor; ``{name: {"metric": "r2"|"acc", "linear", "mlp"}}``.
 
-    Protocol. Features are standardised with training statistics. To keep the cost flat in the
+    Protocol. Features are standardised with training statistics (whitened for the MLPs, see
+    :func:`genssl.eval.probes.whiten`). To keep the cost flat in the
     training-set size, both probes of every factor fit on the same seeded subset of at most
     ``max_train`` training rows (None: all); within it a seeded ``val_fraction`` is the validation
     split for every choice below, and the chosen setting is refitted on the whole subset and scored
@@ -164,6 +166,7 @@ def style_probes(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor
     usable, skipped = prepare_factors(train_factors, test_factors, kinds, len(train_x), len(test_x))
     rows = subsample(len(train_x), max_train, seed, train_x.device)
     subset_x = train_x if rows is None else train_x[rows]
+    white_x, white_test = whiten(subset_x.float(), test_x.float(), clip=True)  # for the MLPs (see whiten)
     subset_x, test_x = standardise(subset_x.float(), test_x.float(), clip=True)
     device = train_x.device
     take = {name: f.train.to(device) if rows is None else f.train.to(device)[rows] for name, f in usable.items()}
@@ -195,7 +198,7 @@ def style_probes(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor
     if names:
         tasks = [("continuous", 1) if usable[n].kind == "continuous" else ("discrete", usable[n].classes)
                  for n in names]
-        mlps = select_and_refit_mlp(subset_x, train_t, test_x, test_t, tasks, hiddens=mlp_hiddens,
+        mlps = select_and_refit_mlp(white_x, train_t, white_test, test_t, tasks, hiddens=mlp_hiddens,
                                     weight_decays=mlp_weight_decays, val_fraction=val_fraction,
                                     max_epochs=max_epochs, patience=patience, seed=seed)
         for name, mlp in zip(names, mlps):
