@@ -149,7 +149,8 @@ def test_without_index_each_image_takes_its_nearest_centroid():
 
 @pytest.mark.parametrize("name", ["deepcluster", "deepcluster_er"])
 def test_deepcluster_trains_from_the_cli(tmp_path, name):
-    result = run_cli("genssl-train", f"method={name}", "data=digits", "trainer.max_epochs=2", "trainer.batch_size=64", "data.test_subset=256",
+    result = run_cli("genssl-train", f"method={name}", "data=digits", "trainer.max_epochs=2", "trainer.batch_size=64", "data.train_subset=512",
+                     "data.test_subset=256",
                      "guide.clusters.num=20", f"hydra.run.dir={tmp_path}", *TINY)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
