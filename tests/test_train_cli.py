@@ -28,7 +28,8 @@ def assert_one_paragraph_error(result, *fragments):
 
 
 def test_simvae_run_writes_the_run_dir_contract(tmp_path):
-    result, run_dir = train(tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=2", "trainer.log_every=4")
+    result, run_dir = train(tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=2", "trainer.log_every=4",
+                            "eval.knn.k=5")
     assert result.returncode == 0, result.stderr
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -52,7 +53,8 @@ def test_simvae_run_writes_the_run_dir_contract(tmp_path):
     for artefact in ("embedding.npz", "reconstructions.png", "samples.png", "traversals.png"):
         assert (run_dir / "eval" / artefact).is_file(), artefact
     # The baseline is the untrained network of this seed: a zero-epoch run scores exactly it.
-    untrained, untrained_dir = train(tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=0", name="untrained")
+    untrained, untrained_dir = train(tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=0", "eval.knn.k=5",
+                                     name="untrained")
     assert untrained.returncode == 0, untrained.stderr
     zero = json.loads((untrained_dir / "metrics.json").read_text())
     assert zero["train"]["steps"] == 0 and (untrained_dir / "checkpoints" / "last.pt").is_file()
@@ -66,6 +68,7 @@ def test_simvae_run_writes_the_run_dir_contract(tmp_path):
     again = run_cli("genssl-eval", f"run_dir={run_dir}")
     assert again.returncode == 0, again.stderr
     re_evaluated = json.loads(metrics_path.read_text())
+    assert re_evaluated["probes"]["knn_k"] == metrics["probes"]["knn_k"] == 5  # the run's own eval settings
     # Closed-form and L-BFGS probes repeat to 1e-6; the minibatch MLP probe, trained for a few epochs on
     # ~230 images, can flip one of the 128 test predictions on last-bit differences in the features.
     mlp = re_evaluated["content"].pop("mlp"), metrics["content"].pop("mlp")
