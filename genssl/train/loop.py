@@ -19,6 +19,7 @@ from genssl.train.build import check_input_shape
 from genssl.train.checkpoint import load_checkpoint, save_checkpoint
 from genssl.train.loggers import RunLogger
 from genssl.train.runtime import autocast, epoch_generator
+from genssl.train.schedule import learning_rate
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -58,6 +59,9 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
     extra = method.extra_parameters()
     trainable = [p for p in method.parameters() if p.requires_grad]  # EMA targets are not trained
     optimizer = build_optimizer([*trainable, *extra.values()], tcfg.optim)
+    # A bad schedule fails here, before the run dir gets a checkpoint or a log line.
+    learning_rate(float(tcfg.optim.lr), 0, 1, str(tcfg.optim.get("schedule", "constant")),
+                  round(float(tcfg.optim.get("warmup_epochs", 0)) * steps_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=str(tcfg.precision) == "16")
 
     state = TrainState()
@@ -84,6 +88,8 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
     tcfg = cfg.trainer
     # Schedules (EMA momentum) span the planned run; max_steps only stops it early.
     total_steps = max(tcfg.max_epochs * steps_per_epoch, 1)
+    schedule = str(tcfg.optim.get("schedule", "constant"))
+    warmup_steps = round(float(tcfg.optim.get("warmup_epochs", 0)) * steps_per_epoch)
     generator = epoch_generator(cfg.seed, state.epoch, device)
     method.before_epoch(images, generator, progress=tcfg.progress)
     order = torch.randperm(len(images), generator=generator, device=device)
@@ -104,6 +110,8 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
         if not torch.isfinite(loss):
             raise GensslError(f"The loss became {loss.item()} at step {state.step} (epoch {state.epoch + 1}). "
                               f"Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32.")
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(float(tcfg.optim.lr), state.step, total_steps, schedule, warmup_steps)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -1,0 +1,31 @@
+"""Learning-rate schedules as pure functions of the step, so a resumed run repeats them exactly."""
+from __future__ import annotations
+
+import math
+
+from genssl.errors import ConfigError
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(base_lr: float, step: int, total_steps: int, schedule: str = "constant",
+                  warmup_steps: int = 0) -> float:
+    """The learning rate for optimiser step ``step`` (0-based) of a ``total_steps``-step run.
+
+    Linear warm-up over the first ``warmup_steps`` steps, lr_t = base · (t + 1) / warmup, then
+
+    - ``constant``: lr_t = base;
+    - ``cosine``: lr_t = base · ½(1 + cos(π · (t − warmup) / (total − warmup))), from base to 0 at the
+      end of the planned run (MAE's recipe, with AdamW).
+    """
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"Unknown learning-rate schedule '{schedule}': trainer.optim.schedule must be one of "
+                          f"{', '.join(repr(s) for s in SCHEDULES)}.")
+    if warmup_steps < 0:
+        raise ConfigError(f"trainer.optim.warmup_epochs must be ≥ 0; it gives {warmup_steps} warm-up steps.")
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
