@@ -30,7 +30,7 @@ def test_cosine_schedule_follows_half_a_cosine_after_warmup():
 
 
 def test_unknown_schedule_names_the_choices():
-    with pytest.raises(ConfigError, match="'linear'.*'constant', 'cosine'"):
+    with pytest.raises(ConfigError, match="'linear'.*'constant' or 'cosine'"):
         learning_rate(1e-3, 0, 10, "linear")
 
 

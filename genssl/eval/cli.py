@@ -66,11 +66,9 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path, cfg: DictConfig) -> dict:
     from genssl.train.build import dataset_from_config, untrained_method
     from genssl.train.checkpoint import load_checkpoint
     from genssl.train.loop import restore_weights, write_json_atomic
-    from genssl.train.runtime import resolve_device
+    from genssl.train.runtime import resolve_device, set_num_threads
 
-    if cfg.trainer.get("num_threads"):  # as in genssl-train: a 1-thread run beside others is faster
-        import torch
-        torch.set_num_threads(int(cfg.trainer.num_threads))
+    set_num_threads(cfg.trainer.get("num_threads"))
     device = resolve_device(cfg.trainer.device)
     dataset = dataset_from_config(cfg)
     method = untrained_method(cfg, dataset, device)

@@ -22,10 +22,13 @@ def standardise(train: torch.Tensor, *others: torch.Tensor, clip: bool = False) 
     std = train.std(0)
     mean, std = train.mean(0), std.clamp_min(max(1e-3 * std.max().item(), 1e-12))
     scaled = [(t - mean) / std for t in (train, *others)]
-    if clip and others:
-        low, high = scaled[0].min(0).values, scaled[0].max(0).values
-        scaled[1:] = [torch.minimum(torch.maximum(t, low), high) for t in scaled[1:]]
-    return tuple(scaled)
+    return _clip_to_train(scaled) if clip else tuple(scaled)
+
+
+def _clip_to_train(splits: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Clamp every split after the first (train) to the range each column spans in train."""
+    low, high = splits[0].min(0).values, splits[0].max(0).values
+    return (splits[0], *(torch.minimum(torch.maximum(t, low), high) for t in splits[1:]))
 
 
 def whiten(train: torch.Tensor, *others: torch.Tensor, clip: bool = False,
@@ -46,10 +49,7 @@ def whiten(train: torch.Tensor, *others: torch.Tensor, clip: bool = False,
     eigenvalues, vectors = torch.linalg.eigh(torch.cov((x - mean).T).reshape(x.shape[1], x.shape[1]))
     scale = vectors / eigenvalues.clamp_min(floor * max(eigenvalues.max().item(), 1e-12)).sqrt()
     white = [((t.double() - mean) @ scale).to(train.dtype) for t in (train, *others)]
-    if clip and others:
-        low, high = white[0].min(0).values, white[0].max(0).values
-        white[1:] = [torch.minimum(torch.maximum(t, low), high) for t in white[1:]]
-    return tuple(white)
+    return _clip_to_train(white) if clip else tuple(white)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int = 500,

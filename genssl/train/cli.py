@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -44,10 +43,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from genssl.eval.report_json import metrics_payload
     from genssl.train.build import dataset_from_config, untrained_method
     from genssl.train.loop import train, write_json_atomic
-    from genssl.train.runtime import resolve_device
+    from genssl.train.runtime import resolve_device, set_num_threads
 
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
+    set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
     dataset = dataset_from_config(cfg)
     method = untrained_method(cfg, dataset, device)  # seeded here, so the baseline can rebuild it exactly

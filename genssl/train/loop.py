@@ -19,7 +19,7 @@ from genssl.train.build import check_input_shape
 from genssl.train.checkpoint import load_checkpoint, save_checkpoint
 from genssl.train.loggers import RunLogger
 from genssl.train.runtime import autocast, epoch_generator
-from genssl.train.schedule import learning_rate
+from genssl.train.schedule import schedule_from_config
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -59,9 +59,9 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
     extra = method.extra_parameters()
     trainable = [p for p in method.parameters() if p.requires_grad]  # EMA targets are not trained
     optimizer = build_optimizer([*trainable, *extra.values()], tcfg.optim)
-    # A bad schedule fails here, before the run dir gets a checkpoint or a log line.
-    learning_rate(float(tcfg.optim.lr), 0, 1, str(tcfg.optim.get("schedule", "constant")),
-                  round(float(tcfg.optim.get("warmup_epochs", 0)) * steps_per_epoch))
+    # Schedules (learning rate, EMA momentum) span the planned run; max_steps only stops it early.
+    total_steps = max(tcfg.max_epochs * steps_per_epoch, 1)
+    lr_at = schedule_from_config(tcfg.optim, steps_per_epoch, total_steps)  # a bad schedule fails here
     scaler = torch.amp.GradScaler(device.type, enabled=str(tcfg.precision) == "16")
 
     state = TrainState()
@@ -74,7 +74,7 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
     try:
         while state.epoch < tcfg.max_epochs and state.step < max_steps:
             _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, device,
-                       batch_size, steps_per_epoch, max_steps)
+                       batch_size, steps_per_epoch, max_steps, total_steps, lr_at)
             save_checkpoint(ckpt_path, _checkpoint_state(cfg, method, extra, optimizer, state))
     finally:
         logger.close()
@@ -84,12 +84,8 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
 
 
 def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, device, batch_size,
-               steps_per_epoch, max_steps) -> None:
+               steps_per_epoch, max_steps, total_steps, lr_at) -> None:
     tcfg = cfg.trainer
-    # Schedules (EMA momentum) span the planned run; max_steps only stops it early.
-    total_steps = max(tcfg.max_epochs * steps_per_epoch, 1)
-    schedule = str(tcfg.optim.get("schedule", "constant"))
-    warmup_steps = round(float(tcfg.optim.get("warmup_epochs", 0)) * steps_per_epoch)
     generator = epoch_generator(cfg.seed, state.epoch, device)
     method.before_epoch(images, generator, progress=tcfg.progress)
     order = torch.randperm(len(images), generator=generator, device=device)
@@ -110,8 +106,9 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
         if not torch.isfinite(loss):
             raise GensslError(f"The loss became {loss.item()} at step {state.step} (epoch {state.epoch + 1}). "
                               f"Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32.")
+        lr = lr_at(state.step)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(float(tcfg.optim.lr), state.step, total_steps, schedule, warmup_steps)
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

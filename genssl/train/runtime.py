@@ -13,6 +13,13 @@ from genssl.errors import ConfigError, choices
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
+def set_num_threads(num_threads: int | None) -> None:
+    """Apply ``trainer.num_threads`` (None keeps torch's default): one thread per run is faster when
+    several runs share a small machine, since oversubscribed torch threads spin against each other."""
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when a device is visible, else the CPU."""
     name = str(name)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from genssl.errors import ConfigError
+from omegaconf import DictConfig
+
+from genssl.errors import ConfigError, choices
 
 SCHEDULES = ("constant", "cosine")
 
@@ -19,8 +22,8 @@ def learning_rate(base_lr: float, step: int, total_steps: int, schedule: str = "
       end of the planned run (MAE's recipe, with AdamW).
     """
     if schedule not in SCHEDULES:
-        raise ConfigError(f"Unknown learning-rate schedule '{schedule}': trainer.optim.schedule must be one of "
-                          f"{', '.join(repr(s) for s in SCHEDULES)}.")
+        raise ConfigError(f"Unknown learning-rate schedule '{schedule}': trainer.optim.schedule must be "
+                          f"{choices(SCHEDULES)}.")
     if warmup_steps < 0:
         raise ConfigError(f"trainer.optim.warmup_epochs must be ≥ 0; it gives {warmup_steps} warm-up steps.")
     if step < warmup_steps:
@@ -29,3 +32,13 @@ def learning_rate(base_lr: float, step: int, total_steps: int, schedule: str = "
         return base_lr
     progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def schedule_from_config(optim_cfg: DictConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
+    """``step ↦ learning rate`` for ``trainer.optim`` (lr, schedule, warmup_epochs); raises
+    :class:`ConfigError` here, before any training, on a bad schedule."""
+    base = float(optim_cfg.lr)
+    schedule = str(optim_cfg.get("schedule", "constant"))
+    warmup_steps = round(float(optim_cfg.get("warmup_epochs", 0)) * steps_per_epoch)
+    learning_rate(base, 0, total_steps, schedule, warmup_steps)
+    return lambda step: learning_rate(base, step, total_steps, schedule, warmup_steps)
