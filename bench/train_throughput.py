@@ -6,6 +6,7 @@ Builds the method from the same Hydra configs as genssl-train, feeds synthetic u
 dataset's shape (no data loading), and times augment + ELBO + backward + Adam. The two timings
 alternate within one process, so machine noise hits both alike; results print as one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def main() -> None:
     method = build_method(cfg, d.channels, d.image_size).to(device)
     augment = build_augment(d.augment, d.num_views, d.image_size).to(device)
     optimizer = torch.optim.Adam(method.parameters(), lr=cfg.trainer.optim.lr)
-    batch = torch.randint(0, 256, (cfg.trainer.batch_size, d.channels, d.image_size, d.image_size),
-                          dtype=torch.uint8, device=device)
+    batch = torch.randint(
+        0, 256, (cfg.trainer.batch_size, d.channels, d.image_size, d.image_size), dtype=torch.uint8, device=device
+    )
     generator = epoch_generator(cfg.seed, 0, device)
 
     def sync() -> None:
@@ -70,9 +72,16 @@ def main() -> None:
                 timings[name].append(time.perf_counter() - tick)
     views = cfg.trainer.batch_size * d.num_views
     result = {
-        "method": cfg.method.name, "data": d.name, "encoder": cfg.net.encoder, "batch_images": cfg.trainer.batch_size,
-        "views_per_step": views, "device": str(device), "precision": str(cfg.trainer.precision),
-        "threads": args.threads, "machine": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "method": cfg.method.name,
+        "data": d.name,
+        "encoder": cfg.net.encoder,
+        "batch_images": cfg.trainer.batch_size,
+        "views_per_step": views,
+        "device": str(device),
+        "precision": str(cfg.trainer.precision),
+        "threads": args.threads,
+        "machine": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "step_views_per_s": views / statistics.median(timings["step"]),
         "augment_views_per_s": views / statistics.median(timings["augment"]),

@@ -1,2 +1,3 @@
 """genssl: self-supervised representation learning as amortised inference in Pyro."""
+
 __version__ = "0.1.0"

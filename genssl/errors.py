@@ -4,6 +4,7 @@ Anything raised as a :class:`GensslError` is a problem with the user's input (a 
 missing dataset, a shape that does not fit a network). The command-line entry points print its
 message as one paragraph, without a traceback, and exit with status 2.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

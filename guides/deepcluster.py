@@ -10,6 +10,7 @@ trains the encoder so every view predicts its image's cluster. In Pyro terms the
 so the site "y" is a per-image local latent whose variational parameter is the epoch's assignment,
 looked up by dataset index (as Pyro's per-datapoint guides index theirs by the subsample).
 """
+
 from __future__ import annotations
 
 import pyro
@@ -42,11 +43,18 @@ class ClusterAssignmentGuide(PyroModule):
 
     uses_index = True
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, num_clusters: int,
-                 kmeans_iterations: int = 10, batch_size: int = 1024) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        num_clusters: int,
+        kmeans_iterations: int = 10,
+        batch_size: int = 1024,
+    ) -> None:
         super().__init__()
-        self.online = DeltaEncoderGuide(encoder, nn.Sequential(projector, CentroidScores(
-            projector[-1].out_features, num_clusters)))
+        self.online = DeltaEncoderGuide(
+            encoder, nn.Sequential(projector, CentroidScores(projector[-1].out_features, num_clusters))
+        )
         self.num_clusters, self.kmeans_iterations, self.batch_size = num_clusters, kmeans_iterations, batch_size
         # Recomputed at every epoch start, so not part of the checkpoint (and independent of N at build).
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long), persistent=False)
@@ -55,8 +63,9 @@ class ClusterAssignmentGuide(PyroModule):
         return self.online.represent(images)
 
     @torch.no_grad()
-    def before_epoch(self, images: torch.Tensor, generator: torch.Generator | None = None,
-                     progress: bool = False) -> None:
+    def before_epoch(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, progress: bool = False
+    ) -> None:
         """E-step: k-means on the projections of uint8 ``images`` [N, C, H, W]; centroids and labels updated.
 
         Projections are computed as training steps see them (BatchNorm on batch statistics): at
@@ -68,15 +77,19 @@ class ClusterAssignmentGuide(PyroModule):
         self.train()
         projector = self.online.projector[0]
         chunks = []
-        for start in tqdm(range(0, len(images), self.batch_size), desc="k-means features", unit="batch",
-                          leave=False, disable=not progress):
-            batch = to_unit_float(images[start:start + self.batch_size])
+        for start in tqdm(
+            range(0, len(images), self.batch_size),
+            desc="k-means features",
+            unit="batch",
+            leave=False,
+            disable=not progress,
+        ):
+            batch = to_unit_float(images[start : start + self.batch_size])
             chunks.append(projector(self.online.encoder(batch)).float())
         for name, buffer in self.online.named_buffers():
             buffer.copy_(saved[name])
         self.train(was_training)
-        centroids, labels = spherical_kmeans(torch.cat(chunks), self.num_clusters, self.kmeans_iterations,
-                                             generator)
+        centroids, labels = spherical_kmeans(torch.cat(chunks), self.num_clusters, self.kmeans_iterations, generator)
         self.online.projector[1].centroids.copy_(centroids)
         self.labels = labels
 
@@ -85,8 +98,10 @@ class ClusterAssignmentGuide(PyroModule):
         if index is None:
             return scores[:, 0].argmax(-1)  # images outside the training set (checks, new data)
         if self.labels.numel() == 0:
-            raise GensslError("DeepCluster's cluster labels are assigned by before_epoch(images) at the start "
-                              "of each epoch; call it before training steps that pass dataset indices.")
+            raise GensslError(
+                "DeepCluster's cluster labels are assigned by before_epoch(images) at the start "
+                "of each epoch; call it before training steps that pass dataset indices."
+            )
         return self.labels[index]
 
     def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> None:

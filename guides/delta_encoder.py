@@ -4,6 +4,7 @@ f is the encoder, g the projection head; the representation used downstream is f
 head (as in SimCLR). A Delta guide has zero entropy, so the ELBO of the pair is the model's
 log-density of the embeddings alone: the method's objective.
 """
+
 from __future__ import annotations
 
 import pyro

@@ -4,6 +4,7 @@ Three point-mass sites per view: "z" the online projection g(f(x)), "prediction"
 output q(z), and "target" the target projection — from an EMA copy of encoder and head (BYOL,
 DirectPred) or the online projection itself (SimSiam) — with its gradient stopped.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,8 +45,14 @@ def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 class DistillationGuide(PyroModule):
     """Online encoder + head + predictor, and a stop-gradient target branch."""
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, predictor: nn.Module, target: str = "ema",
-                 momentum: float = 0.996) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        predictor: nn.Module,
+        target: str = "ema",
+        momentum: float = 0.996,
+    ) -> None:
         super().__init__()
         if target not in TARGETS:
             raise ConfigError(f"Unknown target branch '{target}': guide.target must be {choices(TARGETS)}.")

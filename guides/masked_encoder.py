@@ -10,6 +10,7 @@ at three sites under the ``images`` plate: "mask" [B, J, L] (1 = hidden patch), 
 zero entropy and the model puts flat base measures on all three, so the ELBO is the model's
 likelihood of the hidden patches plus its regulariser (see ``genssl.models.masked``).
 """
+
 from __future__ import annotations
 
 import pyro
@@ -30,8 +31,9 @@ class MaskedEncoderGuide(PyroModule):
         self.mask_ratio = float(mask_ratio)
         self.num_visible = visible_count(encoder.num_patches, self.mask_ratio)  # checks the ratio early
 
-    def propose(self, views: torch.Tensor, mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def propose(
+        self, views: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mask [B, J, L], cls [B, J, D], tokens [B, J, L_vis, D]) for views [B, J, C, H, W].
 
         A fresh mask is drawn per view from torch's global generator unless ``mask`` is given.

@@ -5,6 +5,7 @@ proposes q(y_i | x_i·) = N(mean_j μ_φ(x_ij), diag τ²) with a learnable τ, 
 posterior scale σ/√J that a flat prior would give. It depends on x only, not on the sampled z, so
 the guide stays mean-field and Pyro's analytic-KL ELBO applies.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,16 @@ MIN_SCALE = 1e-4
 class NormalEncoderGuide(PyroModule):
     """Guide for :class:`~genssl.models.SimVAE` built on any feature encoder with ``out_features``."""
 
-    def __init__(self, encoder: nn.Module, latent_dim: int, latent_site: str = "z", samples_content: bool = False,
-                 view_var: float | None = None, num_views: int = 2, beta: float = 1.0) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        latent_dim: int,
+        latent_site: str = "z",
+        samples_content: bool = False,
+        view_var: float | None = None,
+        num_views: int = 2,
+        beta: float = 1.0,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.loc = nn.Linear(encoder.out_features, latent_dim)

@@ -5,6 +5,7 @@ prototypes (SwAV, and DINO's weight-normalised last layer, amount to this). With
 "teacher_probs" holds softmax((s_teacher − centre)/τ_t): the EMA teacher's centred and sharpened
 distribution, with the centre an EMA of the teacher's mean scores (updated after each step).
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,16 @@ class PrototypeScores(nn.Module):
 class PrototypeGuide(PyroModule):
     """Online encoder + head + prototypes; optionally an EMA teacher of all three (DINO)."""
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, num_prototypes: int, teacher: bool = False,
-                 momentum: float = 0.996, teacher_temp: float = 0.04, centre_momentum: float = 0.9) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        num_prototypes: int,
+        teacher: bool = False,
+        momentum: float = 0.996,
+        teacher_temp: float = 0.04,
+        centre_momentum: float = 0.9,
+    ) -> None:
         super().__init__()
         head = nn.Sequential(projector, PrototypeScores(projector[-1].out_features, num_prototypes))
         self.online = DeltaEncoderGuide(encoder, head)
@@ -67,4 +76,3 @@ class PrototypeGuide(PyroModule):
         online = nn.ModuleDict({"encoder": self.online.encoder, "head": self.online.projector})
         ema_update(teacher, online, ema_momentum(self.base_momentum, progress))
         self.centre.mul_(self.centre_momentum).add_(self.batch_centre, alpha=1.0 - self.centre_momentum)
-

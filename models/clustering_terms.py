@@ -16,6 +16,7 @@ sharpened distribution. The view conditional is a categorical over prototypes:
 For DeepCluster the guide is :class:`~genssl.guides.ClusterAssignmentGuide`: "scores" against
 frozen k-means centroids, and the content latent y (uniform prior) held at the epoch's k-means label.
 """
+
 from __future__ import annotations
 
 import torch

@@ -17,14 +17,21 @@ ELBO with a Delta guide is the sum of the terms; the tests check −ELBO against
 Distillation terms read the guide's "prediction" and "target" sites; ``cos`` averages the two
 directions (view 1 predicts view 2 and the reverse).
 """
+
 from __future__ import annotations
 
 import torch
 
 from genssl.errors import ShapeError
 from genssl.models.view_model import Sites, Term
-from genssl.objectives import (cross_correlation, vicreg_covariance, vicreg_invariance, vicreg_variance,
-                               vmf_kde_entropy, vmf_reconstruction)
+from genssl.objectives import (
+    cross_correlation,
+    vicreg_covariance,
+    vicreg_invariance,
+    vicreg_variance,
+    vmf_kde_entropy,
+    vmf_reconstruction,
+)
 
 
 def two_views(z: torch.Tensor | Sites, site: str = "z") -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,17 +39,19 @@ def two_views(z: torch.Tensor | Sites, site: str = "z") -> tuple[torch.Tensor, t
     if not isinstance(z, torch.Tensor):
         z = z[site]
     if z.shape[1] != 2:
-        raise ShapeError(f"This objective compares two views of each image, but data.num_views={z.shape[1]}. "
-                         "Set data.num_views=2.")
+        raise ShapeError(
+            f"This objective compares two views of each image, but data.num_views={z.shape[1]}. Set data.num_views=2."
+        )
     return z[:, 0], z[:, 1]
 
 
-def branch_kde_entropy(sites: Sites, kappa: float, estimator: str = "mean", exclude_self: bool = False
-                       ) -> torch.Tensor:
+def branch_kde_entropy(sites: Sites, kappa: float, estimator: str = "mean", exclude_self: bool = False) -> torch.Tensor:
     """½[Ĥ(Z1) + Ĥ(Z2)]: the vMF-KDE entropy of each branch of "z" (normaliser dropped)."""
     z1, z2 = two_views(sites)
-    estimate = [vmf_kde_entropy(b, kappa, estimator=estimator, exclude_self=exclude_self, include_normaliser=False)
-                for b in (z1, z2)]
+    estimate = [
+        vmf_kde_entropy(b, kappa, estimator=estimator, exclude_self=exclude_self, include_normaliser=False)
+        for b in (z1, z2)
+    ]
     return 0.5 * (estimate[0] + estimate[1])
 
 

@@ -8,6 +8,7 @@ the official setting). The kernel scale c is a parameter of this term; as in the
 HSIC terms see it detached, and a separate factor log |mean ∂k/∂c| (its gradient reaches only c,
 the embeddings are detached there) learns it.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Decoder likelihoods p(x | z) per dataset kind."""
+
 from __future__ import annotations
 
 import math

@@ -21,6 +21,7 @@ with MSE MAE's masked-patch mean squared error (:func:`genssl.nets.masking.maske
 At the default σ² = ½ the scale is 1: −ELBO = published loss + ½ log π. Another σ² gives
 (1/(2σ²))·(MSE + 2σ²λ·R) + ½log(2πσ²): the published loss with λ' = 2σ²λ, up to that scale.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,12 +89,21 @@ class MaskedPatchModel(PyroModule):
         pixel_var: σ² of the Gaussian likelihood; ½ makes −ELBO = published loss + ½ log π.
     """
 
-    def __init__(self, decoder: MaskedPatchDecoder, width: int, num_visible: int,
-                 terms: Mapping[str, Term] | None = None, norm_pix_loss: bool = False, pixel_var: float = 0.5) -> None:
+    def __init__(
+        self,
+        decoder: MaskedPatchDecoder,
+        width: int,
+        num_visible: int,
+        terms: Mapping[str, Term] | None = None,
+        norm_pix_loss: bool = False,
+        pixel_var: float = 0.5,
+    ) -> None:
         super().__init__()
         if not float(pixel_var) > 0.0:
-            raise ConfigError(f"model.pixel_var={pixel_var} must be positive (the fixed variance of the pixel "
-                              "likelihood; 0.5 makes the loss exactly the published one).")
+            raise ConfigError(
+                f"model.pixel_var={pixel_var} must be positive (the fixed variance of the pixel "
+                "likelihood; 0.5 makes the loss exactly the published one)."
+            )
         self.decoder = decoder
         self.width, self.num_visible = int(width), int(num_visible)
         self.terms = dict(terms or {})

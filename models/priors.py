@@ -19,6 +19,7 @@ Example of a user prior, passed as ``model.prior._target_=mymodule.LaplacePrior 
         def forward(self, batch_size, latent_dim):
             return pyro.sample("y", dist.Laplace(0.0, self.scale).expand([latent_dim]).to_event(1))
 """
+
 from __future__ import annotations
 
 import pyro
@@ -56,14 +57,14 @@ class FlatPrior(PyroModule):
 class MixturePrior(PyroModule):
     """y ~ Σ_k π_k N(m_k, diag s_k²) with learnable weights π, means m and scales s."""
 
-    def __init__(self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0,
-                 init_scale: float = 0.5) -> None:
+    def __init__(
+        self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0, init_scale: float = 0.5
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.logits = PyroParam(torch.zeros(num_components))
         self.means = PyroParam(init_spread * torch.randn(num_components, latent_dim))
-        self.scales = PyroParam(torch.full((num_components, latent_dim), init_scale),
-                                constraint=constraints.positive)
+        self.scales = PyroParam(torch.full((num_components, latent_dim), init_scale), constraint=constraints.positive)
 
     def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
         if latent_dim != self.latent_dim:

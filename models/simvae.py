@@ -9,6 +9,7 @@ For B source images with J views each (x: [B, J, C, H, W]):
 With ``view_var=None`` there is no view conditional: every view is an image of its own whose latent
 is drawn from the prior directly — the VAE, and with ``beta`` ≠ 1 the β-VAE.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,9 +29,17 @@ Prior = Callable[[int, int], torch.Tensor]
 class SimVAE(PyroModule):
     """Generative SSL model p(x, z, y); its ELBO with :class:`~genssl.guides.NormalEncoderGuide` is the loss."""
 
-    def __init__(self, decoder: nn.Module, prior: Prior, latent_dim: int, view_var: float | None = 0.15,
-                 likelihood: str = "bernoulli", beta: float = 1.0, integrate_content: bool = True,
-                 obs_log_var: float = GAUSSIAN_LOG_VAR) -> None:
+    def __init__(
+        self,
+        decoder: nn.Module,
+        prior: Prior,
+        latent_dim: int,
+        view_var: float | None = 0.15,
+        likelihood: str = "bernoulli",
+        beta: float = 1.0,
+        integrate_content: bool = True,
+        obs_log_var: float = GAUSSIAN_LOG_VAR,
+    ) -> None:
         super().__init__()
         self.decoder = decoder
         self.prior = prior

@@ -8,6 +8,7 @@ For one source image with J views and latent dimension L,
 a density on the subspace orthogonal to the mean. It is improper as a distribution over all of
 R^{J×L} (it cannot be sampled) but is exactly the term the paper's objective needs.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,14 @@ class FlatViewMarginal(TorchDistribution):
     support = constraints.independent(constraints.real, 2)
     has_rsample = False
 
-    def __init__(self, view_var: float, num_views: int, latent_dim: int,
-                 batch_shape: torch.Size = torch.Size(), validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        view_var: float,
+        num_views: int,
+        latent_dim: int,
+        batch_shape: torch.Size = torch.Size(),
+        validate_args: bool | None = None,
+    ) -> None:
         self.view_var = float(view_var)
         self.num_views = int(num_views)
         self.latent_dim = int(latent_dim)
@@ -41,7 +48,7 @@ class FlatViewMarginal(TorchDistribution):
         spread = (value - value.mean(-2, keepdim=True)).pow(2).sum((-2, -1))
         return self.log_normaliser - spread / (2 * self.view_var)
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> "FlatViewMarginal":
+    def expand(self, batch_shape: torch.Size, _instance=None) -> FlatViewMarginal:
         return FlatViewMarginal(self.view_var, self.num_views, self.latent_dim, torch.Size(batch_shape))
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:

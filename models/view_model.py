@@ -12,6 +12,7 @@ Gaussian, categorical …) or an *entropy* / *kernel* estimate of the aggregate 
 guide) is exactly Σ_t log p_t(z), and the loss −ELBO is the method's published objective up to
 an additive constant (see ``discriminative_terms.py`` and its tests).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -36,8 +37,9 @@ class ViewModel(PyroModule):
     ``index`` (dataset indices of the batch) is only read by guides that need it.
     """
 
-    def __init__(self, terms: Mapping[str, Term] | nn.Module, site_dims: Mapping[str, int],
-                 content_classes: int | None = None) -> None:
+    def __init__(
+        self, terms: Mapping[str, Term] | nn.Module, site_dims: Mapping[str, int], content_classes: int | None = None
+    ) -> None:
         super().__init__()
         # Terms given as an nn.Module with ``items()`` (e.g. SSL-HSIC's learned kernel scale) are a
         # submodule, so their parameters train and are checkpointed with the rest.

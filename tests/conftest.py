@@ -1,4 +1,5 @@
 """Shared fixtures: small configs and a helper to run the console scripts."""
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,14 @@ def _fresh_pyro_state():
     pyro.clear_param_store()
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run a genssl console script (e.g. ``genssl-train``) and capture its output."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd or REPO, env=full_env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]], cwd=cwd or REPO, env=full_env, text=True, capture_output=True, timeout=timeout
+    )
 
 
 # Tiny, fast training overrides used by the end-to-end tests.

@@ -1,4 +1,5 @@
 """Clustering (SwAV, DINO, ER versions) and SSL-HSIC: −ELBO equals the published loss."""
+
 from __future__ import annotations
 
 import pyro
@@ -62,8 +63,13 @@ def test_dino_is_dino_and_lightly(er):
     teacher_probs = F.softmax((teacher_scores - centre) / teacher_temp, dim=-1)
     terms = clustering.dino_er_terms(0.1) if er else clustering.dino_terms(0.1)
     ours = negative_elbo(terms, {"scores": student, "teacher_probs": teacher_probs})
-    reference = dino_loss([teacher_scores[:, 0], teacher_scores[:, 1]], [student[:, 0], student[:, 1]], centre,
-                          teacher_temp=teacher_temp, student_temp=0.1)
+    reference = dino_loss(
+        [teacher_scores[:, 0], teacher_scores[:, 1]],
+        [student[:, 0], student[:, 1]],
+        centre,
+        teacher_temp=teacher_temp,
+        student_temp=0.1,
+    )
     if er:
         reference = reference - 0.5 * sum(prototype_entropy(F.softmax(student[:, j] / 0.1, 1)) for j in range(2))
     check(ours, reference, [student])
@@ -75,8 +81,15 @@ def test_dino_is_dino_and_lightly(er):
 
 def test_dino_teacher_centre_follows_its_ema():
     encoder = build_encoder("mlp", 1, 8)
-    guide = PrototypeGuide(encoder, projection_head(encoder.out_features, 16, D), K, teacher=True,
-                           momentum=0.9, teacher_temp=0.04, centre_momentum=0.9)
+    guide = PrototypeGuide(
+        encoder,
+        projection_head(encoder.out_features, 16, D),
+        K,
+        teacher=True,
+        momentum=0.9,
+        teacher_temp=0.04,
+        centre_momentum=0.9,
+    )
     method = PyroSSL(ViewModel(clustering.dino_terms(), {"scores": K, "teacher_probs": K}), guide, elbo="trace")
     views = torch.rand(B, 2, 1, 8, 8)
     method(views).backward()

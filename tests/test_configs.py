@@ -1,12 +1,13 @@
 """Hydra config composition: method defaults, dataset defaults and command-line precedence."""
+
 from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_module
 
 from genssl.data import DATASETS
-from genssl.train.overrides import group_options, normalise_overrides
 from genssl.errors import ConfigError
+from genssl.train.overrides import group_options, normalise_overrides
 
 METHODS = ("simvae", "vae", "beta_vae")
 
@@ -47,6 +48,7 @@ def test_user_prior_target_and_kwargs():
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_dataset_defaults_pick_a_network_that_fits(name):
     from genssl.nets import SUPPORTED_SIZES
+
     cfg = config(f"data={name}")
     sizes = SUPPORTED_SIZES.get(cfg.data.encoder)
     assert sizes is None or cfg.data.image_size in sizes

@@ -1,4 +1,5 @@
 """Batched multi-view augmentation: shapes, ranges, reproducibility, and agreement with torchvision."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.transforms import InterpolationMode
 
-from genssl.data import MultiViewAugment, build_augment
-from genssl.data import colour
+from genssl.data import MultiViewAugment, build_augment, colour
 from genssl.data.shapes import load_shapes
 from genssl.errors import ConfigError, ShapeError
 
@@ -22,8 +22,21 @@ FULL = dict(
     grayscale=0.2,
     blur={"p": 0.5, "sigma": [0.1, 2.0]},
 )
-ALL_PARAMS = {"crop_scale", "crop_aspect", "crop_x", "crop_y", "hflip", "vflip", "rotation",
-              "brightness", "contrast", "saturation", "hue", "grayscale", "blur_sigma"}
+ALL_PARAMS = {
+    "crop_scale",
+    "crop_aspect",
+    "crop_x",
+    "crop_y",
+    "hflip",
+    "vflip",
+    "rotation",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "grayscale",
+    "blur_sigma",
+}
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +131,16 @@ def test_crop_matches_torchvision_resized_crop():
         w, h = (area * aspect) ** 0.5, (area / aspect) ** 0.5
         # An integer-aligned crop of about the same box looks about the same.
         left, top = round((float(p["crop_x"][i, 0]) - w / 2) * 32), round((float(p["crop_y"][i, 0]) - h / 2) * 32)
-        ref = TF.resized_crop(x[i], top, left, round(h * 32), round(w * 32), [32, 32],
-                              interpolation=InterpolationMode.BILINEAR, antialias=False)
+        ref = TF.resized_crop(
+            x[i],
+            top,
+            left,
+            round(h * 32),
+            round(w * 32),
+            [32, 32],
+            interpolation=InterpolationMode.BILINEAR,
+            antialias=False,
+        )
         assert (views[i, 0] - ref).abs().mean() < 0.03
 
 
@@ -176,14 +197,19 @@ def test_jitter_leaves_unselected_views_untouched(images):
     uint8=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_output_always_valid(views, size, channels, scale_low, ratio_low, ratio_high, p, degrees,
-                             strength, hue, sigma_high, uint8, seed):
+def test_output_always_valid(
+    views, size, channels, scale_low, ratio_low, ratio_high, p, degrees, strength, hue, sigma_high, uint8, seed
+):
     augment = MultiViewAugment(
-        views, size, crop={"scale": [scale_low, 1.0], "ratio": [ratio_low, ratio_high]}, hflip=p, vflip=p,
+        views,
+        size,
+        crop={"scale": [scale_low, 1.0], "ratio": [ratio_low, ratio_high]},
+        hflip=p,
+        vflip=p,
         rotation={"p": p, "degrees": degrees},
-        color_jitter={"p": p, "brightness": strength, "contrast": strength, "saturation": strength,
-                      "hue": hue},
-        grayscale=p, blur={"p": p, "sigma": [0.05, sigma_high]},
+        color_jitter={"p": p, "brightness": strength, "contrast": strength, "saturation": strength, "hue": hue},
+        grayscale=p,
+        blur={"p": p, "sigma": [0.05, sigma_high]},
     )
     g = gen(seed)
     x = torch.rand(3, channels, 12, 12, generator=g)
@@ -219,8 +245,17 @@ def test_bad_options_are_config_errors():
 def test_build_augment_accepts_omegaconf_and_nulls():
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"crop": {"scale": [0.4, 1.0]}, "hflip": 0.5, "vflip": None, "rotation": None,
-                            "color_jitter": None, "grayscale": 0.0, "blur": None})
+    cfg = OmegaConf.create(
+        {
+            "crop": {"scale": [0.4, 1.0]},
+            "hflip": 0.5,
+            "vflip": None,
+            "rotation": None,
+            "color_jitter": None,
+            "grayscale": 0.0,
+            "blur": None,
+        }
+    )
     augment = build_augment(cfg, 2, 28)
     assert augment.crop == {"scale": (0.4, 1.0), "ratio": (0.75, 4 / 3)} and augment.vflip == 0.0
     _, params = augment(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))

@@ -1,4 +1,5 @@
 """configs/data: every dataset config composes under ``data`` with its augmentation preset."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,21 @@ from genssl.data import DATASETS, build_augment, dataset_options
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(p.stem for p in (CONFIGS / "data" / "augment").glob("*.yaml"))
-KEYS = {"augment", "styled", "name", "root", "download", "train_subset", "test_subset", "image_size", "channels",
-        "num_views", "likelihood", "encoder", "options"}
+KEYS = {
+    "augment",
+    "styled",
+    "name",
+    "root",
+    "download",
+    "train_subset",
+    "test_subset",
+    "image_size",
+    "channels",
+    "num_views",
+    "likelihood",
+    "encoder",
+    "options",
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +34,7 @@ def primary(tmp_path_factory) -> Path:
     """A throwaway primary config that finds configs/data through Hydra's search path."""
     directory = tmp_path_factory.mktemp("primary")
     (directory / "config.yaml").write_text(
-        "defaults:\n  - data: fashion_mnist\n  - _self_\n"
-        f"hydra:\n  searchpath:\n    - file://{CONFIGS}\nseed: 0\n"
+        f"defaults:\n  - data: fashion_mnist\n  - _self_\nhydra:\n  searchpath:\n    - file://{CONFIGS}\nseed: 0\n"
     )
     return directory
 
@@ -54,8 +67,13 @@ def test_augment_preset_override_from_the_command_line(primary):
     assert composed(primary, "data=mnist").data.augment.crop.scale == [0.4, 1.0]
     cfg = composed(primary, "data/augment=none")
     assert OmegaConf.to_container(cfg.data.augment) == {
-        "crop": None, "hflip": 0.0, "vflip": 0.0, "rotation": None, "color_jitter": None,
-        "grayscale": 0.0, "blur": None,
+        "crop": None,
+        "hflip": 0.0,
+        "vflip": 0.0,
+        "rotation": None,
+        "color_jitter": None,
+        "grayscale": 0.0,
+        "blur": None,
     }
     assert build_augment(cfg.data.augment, 2, 28).geometric is False
     colour = composed(primary, "data=cifar10")

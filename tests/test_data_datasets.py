@@ -1,4 +1,5 @@
 """Datasets: shapes, digits, Fashion-MNIST (real files and lookup), subsets, resizing, errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from genssl.data import DATASETS, ImageDataset, dataset_options, load_dataset
-from genssl.data import fashion_mnist
+from genssl.data import DATASETS, ImageDataset, dataset_options, fashion_mnist, load_dataset
 from genssl.data.datasets import resize_images
 from genssl.data.idx import read_idx
 from genssl.data.shapes import CLASS_NAMES, FACTOR_RANGES
@@ -31,8 +31,9 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
         path.write_bytes(data)
 
 
-def write_fake_mnist_files(directory: Path, n_train: int = 12, n_test: int = 6, compress: bool = False,
-                           seed: int = 0) -> dict[str, np.ndarray]:
+def write_fake_mnist_files(
+    directory: Path, n_train: int = 12, n_test: int = 6, compress: bool = False, seed: int = 0
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
@@ -46,6 +47,7 @@ def write_fake_mnist_files(directory: Path, n_train: int = 12, n_test: int = 6, 
 
 
 # --- shapes -------------------------------------------------------------------------------------
+
 
 def test_shapes_is_deterministic_in_its_seed_and_ignores_the_run_seed():
     a = load_dataset("shapes", seed=0, **SMALL_SHAPES)
@@ -104,6 +106,7 @@ def test_shapes_factors_match_the_pixels():
 
 # --- digits -------------------------------------------------------------------------------------
 
+
 def test_digits_loads_with_a_fixed_split():
     native = load_dataset("digits")
     assert native.train.images.shape == (1438, 1, 8, 8) and native.test.images.shape == (359, 1, 8, 8)
@@ -115,8 +118,11 @@ def test_digits_loads_with_a_fixed_split():
 
 # --- Fashion-MNIST ------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not (fashion_mnist.DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian package dataset-fashion-mnist is not installed")
+
+@pytest.mark.skipif(
+    not (fashion_mnist.DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
 def test_fashion_mnist_real_files():
     d = load_dataset("fashion_mnist", download=False)
     assert d.train.images.shape == (60000, 1, 28, 28) and d.test.images.shape == (10000, 1, 28, 28)
@@ -174,6 +180,7 @@ def test_idx_reader_rejects_truncated_and_foreign_files(tmp_path):
 
 
 # --- load_dataset contract ----------------------------------------------------------------------
+
 
 def test_unknown_dataset_lists_the_names():
     with pytest.raises(ConfigError) as info:

@@ -1,4 +1,5 @@
 """data.styled: grey datasets in colour with random hue, position and scale as ground-truth factors."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, run_cli
 from omegaconf import OmegaConf
 
-from conftest import TINY, run_cli
 from genssl.data import STYLE_KINDS, STYLE_RANGES, ImageDataset, ImageSplit, apply_style, load_dataset, style_split
 from genssl.data.colour import rgb_to_hsv
 from genssl.data.styled import draw_style, render_style, style_grid
@@ -32,8 +33,11 @@ def test_layout_kinds_and_ranges(styled_digits, grey_digits):
     d = styled_digits
     assert d.channels == 3 and d.image_size == 28
     assert d.train.images.dtype == torch.uint8 and len(d.train) == len(grey_digits.train)
-    assert d.factor_kinds == STYLE_KINDS == {"hue": "continuous", "pos_x": "continuous",
-                                             "pos_y": "continuous", "scale": "continuous"}
+    assert (
+        d.factor_kinds
+        == STYLE_KINDS
+        == {"hue": "continuous", "pos_x": "continuous", "pos_y": "continuous", "scale": "continuous"}
+    )
     for split in (d.train, d.test):
         for name, (low, high) in STYLE_RANGES.items():
             values = split.factors[name]
@@ -139,9 +143,18 @@ def test_every_data_config_has_styled_false():
 
 def test_cli_trains_and_evaluates_on_styled_digits(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("genssl-train", "method=simvae", "data=digits", "data.styled=true", "data.train_subset=256",
-                     "data.test_subset=128", "trainer.batch_size=32", "trainer.max_epochs=1", *TINY,
-                     f"hydra.run.dir={run_dir}")
+    result = run_cli(
+        "genssl-train",
+        "method=simvae",
+        "data=digits",
+        "data.styled=true",
+        "data.train_subset=256",
+        "data.test_subset=128",
+        "trainer.batch_size=32",
+        "trainer.max_epochs=1",
+        *TINY,
+        f"hydra.run.dir={run_dir}",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["data"] == "digits" and 0.0 <= metrics["content"]["linear"] <= 1.0
@@ -154,7 +167,8 @@ def test_cli_trains_and_evaluates_on_styled_digits(tmp_path):
 
 
 def test_cli_error_for_a_colour_dataset(tmp_path):
-    result = run_cli("genssl-train", "method=simclr", "data=shapes", "data.styled=true", *TINY,
-                     f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(
+        "genssl-train", "method=simclr", "data=shapes", "data.styled=true", *TINY, f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "data.styled=true applies to grey" in result.stderr and "'shapes'" in result.stderr

@@ -4,6 +4,7 @@ The real datasets cannot be downloaded here, so each test writes a few images in
 layout torchvision reads. torchvision checks the MD5 of the CIFAR-10, STL-10 and CelebA files
 against the published ones; those checks are relaxed to "the file exists" in these tests only.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data_datasets import write_fake_mnist_files
 
 from genssl.data import load_dataset
 from genssl.errors import ConfigError, DataError
-
-from test_data_datasets import write_fake_mnist_files
 
 
 def exists_only(fpath, md5=None):
@@ -61,8 +61,7 @@ def write_cifar(root: Path, per_batch: int = 3, test: int = 4) -> tuple[np.ndarr
         # One row per image: 1024 red, then green, then blue values, each row-major.
         entry = {"data": images[part].reshape(-1, 3072), "labels": labels[part]}
         (base / name).write_bytes(pickle.dumps(entry))
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer",
-                            "dog", "frog", "horse", "ship", "truck"]}
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
     (base / "batches.meta").write_bytes(pickle.dumps(meta))
     return images, labels
 
@@ -142,14 +141,17 @@ def write_celeba(root: Path) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     (base / "list_eval_partition.txt").write_text(rows([[p] for p in PARTITION]))
     (base / "identity_CelebA.txt").write_text(rows([[i + 1] for i in range(len(names))]))
     (base / "list_bbox_celeba.txt").write_text(
-        f"{len(names)}\nimage_id x_1 y_1 width height\n" + rows([[1, 2, 3, 4]] * len(names)))
+        f"{len(names)}\nimage_id x_1 y_1 width height\n" + rows([[1, 2, 3, 4]] * len(names))
+    )
     (base / "list_landmarks_align_celeba.txt").write_text(
         f"{len(names)}\nlefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x "
-        "leftmouth_y rightmouth_x rightmouth_y\n" + rows([list(range(10))] * len(names)))
+        "leftmouth_y rightmouth_x rightmouth_y\n" + rows([list(range(10))] * len(names))
+    )
     # Like the real file: attribute values padded with extra spaces, header ending in a space.
     (base / "list_attr_celeba.txt").write_text(
         f"{len(names)}\n{' '.join(ATTRS)} \n"
-        + "".join(f"{n} " + " ".join(f"{v:2d}" for v in a) + "\n" for n, a in zip(names, attrs)))
+        + "".join(f"{n} " + " ".join(f"{v:2d}" for v in a) + "\n" for n, a in zip(names, attrs))
+    )
     return attrs, colours
 
 
@@ -171,8 +173,14 @@ def test_celeba_crop_resize_labels_and_factors(tmp_path, no_md5):
 
 def test_celeba_options_and_cache(tmp_path, no_md5):
     attrs, _ = write_celeba(tmp_path)
-    d = load_dataset("celeba", root=str(tmp_path), download=False, image_size=32,
-                     label_attr="Smiling", factor_attrs=["Young", "Smiling"])
+    d = load_dataset(
+        "celeba",
+        root=str(tmp_path),
+        download=False,
+        image_size=32,
+        label_attr="Smiling",
+        factor_attrs=["Young", "Smiling"],
+    )
     assert d.image_size == 32 and set(d.factor_kinds) == {"Young"}
     assert d.train.labels.tolist() == [int(a > 0) for a in attrs[:3, ATTRS.index("Smiling")]]
     cached = sorted(p.name for p in (tmp_path / "celeba" / "genssl_cache").iterdir())
@@ -180,8 +188,9 @@ def test_celeba_options_and_cache(tmp_path, no_md5):
     # A second load reads the cache instead of the JPEGs.
     for jpg in (tmp_path / "celeba" / "img_align_celeba").iterdir():
         jpg.unlink()
-    again = load_dataset("celeba", root=str(tmp_path), download=False, image_size=32,
-                         label_attr="Smiling", factor_attrs=["Young"])
+    again = load_dataset(
+        "celeba", root=str(tmp_path), download=False, image_size=32, label_attr="Smiling", factor_attrs=["Young"]
+    )
     assert torch.equal(again.train.images, d.train.images)
     with pytest.raises(ConfigError, match="'Wearing_Monocle'.*'Bangs'"):
         load_dataset("celeba", root=str(tmp_path), download=False, label_attr="Wearing_Monocle")

@@ -1,4 +1,5 @@
 """DeepCluster and ER-DeepCluster: spherical k-means, the hard-EM guide, and −ELBO = published loss."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, run_cli
 from pyro.infer import Trace_ELBO
 
 from genssl.errors import GensslError, ShapeError
@@ -19,8 +21,6 @@ from genssl.models import clustering_terms as clustering
 from genssl.nets import build_encoder
 from genssl.nets.heads import projection_head
 from genssl.objectives import deepcluster_loss, prototype_entropy, spherical_kmeans
-
-from conftest import TINY, run_cli
 
 B, K = 16, 6
 
@@ -72,8 +72,9 @@ def negative_elbo(terms, scores, y):
 
 def check(ours, reference, wrt):
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.autograd.grad(ours, wrt)[0], torch.autograd.grad(reference, wrt)[0],
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, wrt)[0], torch.autograd.grad(reference, wrt)[0], rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
@@ -149,12 +150,24 @@ def test_without_index_each_image_takes_its_nearest_centroid():
 
 @pytest.mark.parametrize("name", ["deepcluster", "deepcluster_er"])
 def test_deepcluster_trains_from_the_cli(tmp_path, name):
-    result = run_cli("genssl-train", f"method={name}", "data=digits", "trainer.max_epochs=2", "trainer.batch_size=64", "data.train_subset=512",
-                     "data.test_subset=256",
-                     "guide.clusters.num=20", f"hydra.run.dir={tmp_path}", *TINY)
+    result = run_cli(
+        "genssl-train",
+        f"method={name}",
+        "data=digits",
+        "trainer.max_epochs=2",
+        "trainer.batch_size=64",
+        "data.train_subset=512",
+        "data.test_subset=256",
+        "guide.clusters.num=20",
+        f"hydra.run.dir={tmp_path}",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["train"]["epochs"] == 2 and 0.0 < metrics["content"]["linear"] <= 1.0
-    epochs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
-              if json.loads(line)["kind"] == "epoch"]
+    epochs = [
+        json.loads(line)
+        for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "epoch"
+    ]
     assert all(math.isfinite(e["loss"]) for e in epochs)

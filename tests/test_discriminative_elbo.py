@@ -3,6 +3,7 @@
 Value and gradient with respect to the embeddings, on random inputs, up to the stated additive
 constant (scale 1 throughout), against our reference formulas and against lightly's losses.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,14 +20,20 @@ from genssl.models import ViewModel
 from genssl.models import discriminative_terms as terms
 from genssl.nets import build_encoder
 from genssl.nets.heads import projection_head
-from genssl.objectives import (barlow_twins_loss, nt_xent_loss, spectral_contrastive_loss, vicreg_loss,
-                               vmf_kde_log_density)
+from genssl.objectives import (
+    barlow_twins_loss,
+    nt_xent_loss,
+    spectral_contrastive_loss,
+    vicreg_loss,
+    vmf_kde_log_density,
+)
 
 B, D = 16, 12
 
 
 def negative_elbo(method_terms, z: torch.Tensor) -> torch.Tensor:
     """−ELBO of ViewModel(terms) with a Delta guide placed at embeddings z [B, 2, D]."""
+
     def guide(views):
         with pyro.plate("images", views.shape[0]):
             pyro.sample("z", dist.Delta(z, event_dim=2))
@@ -101,6 +108,7 @@ def test_simclr_terms_are_reconstruction_plus_kde_entropy():
 
 def test_two_view_objectives_reject_other_view_counts():
     from genssl.errors import ShapeError
+
     with pytest.raises(ShapeError, match="num_views=3"):
         negative_elbo(terms.vicreg_terms(), torch.randn(B, 3, D))
 

@@ -1,4 +1,5 @@
 """Distillation methods: ELBO = published loss, EMA targets, and DirectPred's directly-set predictor."""
+
 from __future__ import annotations
 
 import pyro
@@ -42,8 +43,10 @@ def both_ways(loss_fn, s):
 
 def assert_close_with_gradients(ours, reference, wrt):
     torch.testing.assert_close(ours, reference)
-    for got, want in zip(torch.autograd.grad(ours, wrt, allow_unused=True, retain_graph=True),
-                         torch.autograd.grad(reference, wrt, allow_unused=True)):
+    for got, want in zip(
+        torch.autograd.grad(ours, wrt, allow_unused=True, retain_graph=True),
+        torch.autograd.grad(reference, wrt, allow_unused=True),
+    ):
         if want is None:
             assert got is None or torch.count_nonzero(got) == 0
         else:
@@ -66,8 +69,11 @@ def test_byol_er_adds_the_kde_entropy_of_online_projections():
     s = random_sites()
     kappa = 10.0
     cos = torch.nn.functional.cosine_similarity
-    reconstruction = kappa * 0.5 * (cos(s["prediction"][:, 0], s["target"][:, 1]).mean()
-                                    + cos(s["prediction"][:, 1], s["target"][:, 0]).mean())
+    reconstruction = (
+        kappa
+        * 0.5
+        * (cos(s["prediction"][:, 0], s["target"][:, 1]).mean() + cos(s["prediction"][:, 1], s["target"][:, 0]).mean())
+    )
     entropy = 0.5 * sum(vmf_kde_entropy(s["z"][:, j], kappa, include_normaliser=False) for j in range(2))
     ours = negative_elbo(terms.distillation_er_terms(kappa), s)
     assert_close_with_gradients(ours, -(reconstruction + entropy), list(s.values()))

@@ -1,4 +1,5 @@
 """genssl.eval.generative: test ELBO, reconstruction / sample / traversal pictures for decoder methods."""
+
 from __future__ import annotations
 
 import pyro
@@ -48,7 +49,7 @@ def test_grids_have_the_expected_pixel_shape(digits):
     cell = 28 * 3 + gen.BORDER  # 28 px upscaled by round(96 / 28) = 3, plus one border
     assert grid.dtype.name == "uint8" and grid.shape == (2 * cell + gen.BORDER, 10 * cell + gen.BORDER, 3)
     # The top row holds the originals, nearest-neighbour upscaled, grey on all three channels.
-    first = grid[gen.BORDER:gen.BORDER + 84, gen.BORDER:gen.BORDER + 84]
+    first = grid[gen.BORDER : gen.BORDER + 84, gen.BORDER : gen.BORDER + 84]
     expected = images[0, 0].repeat_interleave(3, 0).repeat_interleave(3, 1).numpy()
     assert (first[..., 0] == expected).all() and (first[..., 2] == expected).all()
     assert grid[0, 0, 0] == 255  # the border
@@ -76,12 +77,15 @@ def test_traversal_rows_vary_along_their_dimension(digits):
     method = method_for("method=simvae")
     dims, spread = gen.top_variance_dims(method, digits.test.images[:64], CPU, k=3)
     assert len(set(dims)) == 3 and (spread[:-1] >= spread[1:]).all() and (spread > 0).all()
-    grid = torch.from_numpy(gen.latent_traversal_grid(method, digits.test.images[0], CPU, dims, span=3.0,
-                                                      steps=5, scales=spread)).float()
+    grid = torch.from_numpy(
+        gen.latent_traversal_grid(method, digits.test.images[0], CPU, dims, span=3.0, steps=5, scales=spread)
+    ).float()
     cell, b = 84, gen.BORDER
 
     def cell_at(row: int, col: int) -> torch.Tensor:
-        return grid[b + row * (cell + b):b + row * (cell + b) + cell, b + col * (cell + b):b + col * (cell + b) + cell]
+        return grid[
+            b + row * (cell + b) : b + row * (cell + b) + cell, b + col * (cell + b) : b + col * (cell + b) + cell
+        ]
 
     for row in range(3):
         assert (cell_at(row, 0) - cell_at(row, 4)).abs().max() > 0  # the ends of a row differ

@@ -3,6 +3,7 @@
 Each probe must recover structure planted in synthetic data, score chance on noise, choose its
 hyper-parameters without the test labels, and be deterministic under a seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,18 @@ from sklearn.mixture import GaussianMixture
 from genssl.errors import ConfigError, ShapeError
 from genssl.eval.clustering import fit_gmm, gmm_clustering, hungarian_accuracy
 from genssl.eval.disentanglement import dci, lasso_weights, mig
-from genssl.eval.probes import (_Bank, _bank_loss, few_label_linear_probe, fit_logistic, fit_logistic_grid,
-                                linear_probe, mlp_probe, select_and_refit_mlp, standardise, whiten)
+from genssl.eval.probes import (
+    _Bank,
+    _bank_loss,
+    few_label_linear_probe,
+    fit_logistic,
+    fit_logistic_grid,
+    linear_probe,
+    mlp_probe,
+    select_and_refit_mlp,
+    standardise,
+    whiten,
+)
 from genssl.eval.style import ridge_probe, ridge_weights, style_mean, style_probes
 
 
@@ -41,12 +52,17 @@ def xor_labels(x):
 
 # ------------------------------------------------------------------------------------------ MLP probe
 
+
 def test_mlp_bank_heads_train_as_if_alone():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300, 2), generator=g).float()
     bank = _Bank(8, 16, [3, 3], [0.0, 0.5], torch.Generator().manual_seed(1), torch.device("cpu"))
-    alone = [bank.w1.detach()[:, :16].clone(), bank.b1.detach()[:16].clone(), bank.w2.detach()[0].clone(),
-             bank.b2.detach()[0, 0].clone()]
+    alone = [
+        bank.w1.detach()[:, :16].clone(),
+        bank.b1.detach()[:16].clone(),
+        bank.w2.detach()[0].clone(),
+        bank.b2.detach()[0, 0].clone(),
+    ]
     for p in alone:
         p.requires_grad_(True)
     opt_bank, opt_alone = torch.optim.Adam(bank.params, lr=1e-2), torch.optim.Adam(alone, lr=1e-2)
@@ -127,21 +143,30 @@ def test_mlp_probe_choices_ignore_test_labels_and_are_deterministic():
 def test_mlp_selection_ignores_test_targets_for_regression():
     x, xt = noise(1500, 4, 0), noise(500, 4, 1)
     t, tt = x[:, :1].abs(), xt[:, :1].abs()
-    run = lambda test_t: select_and_refit_mlp(x, t, xt, test_t, [("continuous", 1)], hiddens=(16, 32),
-                                              weight_decays=(1e-4,), max_epochs=10)[0]
+    run = lambda test_t: select_and_refit_mlp(
+        x, t, xt, test_t, [("continuous", 1)], hiddens=(16, 32), weight_decays=(1e-4,), max_epochs=10
+    )[0]
     first, shuffled = run(tt), run(tt[torch.randperm(len(tt))])
-    assert {k: first[k] for k in ("hidden", "epochs", "val_score")} == \
-        {k: shuffled[k] for k in ("hidden", "epochs", "val_score")}
+    assert {k: first[k] for k in ("hidden", "epochs", "val_score")} == {
+        k: shuffled[k] for k in ("hidden", "epochs", "val_score")
+    }
     assert first["score"] > 0.8 and shuffled["score"] < 0.1
 
 
 # ------------------------------------------------------------------------------- few-label probe
 
+
 def test_logistic_grid_matches_one_by_one_fits():
     x, y = blobs(120, spread=1.0)
     mask = torch.arange(120) % 3 != 0
-    weight, bias = fit_logistic_grid(x[None], y[None], 4, torch.tensor([[1e-1, 1e-2]]),
-                                     torch.stack([mask, torch.ones(120, dtype=torch.bool)]), max_iter=500)
+    weight, bias = fit_logistic_grid(
+        x[None],
+        y[None],
+        4,
+        torch.tensor([[1e-1, 1e-2]]),
+        torch.stack([mask, torch.ones(120, dtype=torch.bool)]),
+        max_iter=500,
+    )
     for m, (rows, decay) in enumerate([(mask, 1e-1), (torch.ones(120, dtype=torch.bool), 1e-2)]):
         w, b = fit_logistic(x[rows], y[rows], 4, decay, max_iter=500)
         torch.testing.assert_close(weight[0, m], w, atol=2e-3, rtol=2e-3)
@@ -157,8 +182,15 @@ def test_few_label_probe_learns_from_ten_per_class_and_ignores_test_labels():
     assert shuffled["weight_decays"] == result["weight_decays"]
     assert few_label_linear_probe(x, y, xt, yt, 4, per_class=10, draws=3, seed=1) == result
     g = torch.Generator().manual_seed(0)
-    chance = few_label_linear_probe(x, torch.randint(0, 4, (2000,), generator=g), xt,
-                                    torch.randint(0, 4, (500,), generator=g), 4, per_class=10, draws=3)
+    chance = few_label_linear_probe(
+        x,
+        torch.randint(0, 4, (2000,), generator=g),
+        xt,
+        torch.randint(0, 4, (500,), generator=g),
+        4,
+        per_class=10,
+        draws=3,
+    )
     assert chance["accuracy"] < 0.35
 
 
@@ -169,6 +201,7 @@ def test_few_label_probe_needs_enough_images_per_class():
 
 
 # -------------------------------------------------------------------------------------- clustering
+
 
 def test_hungarian_accuracy_is_invariant_to_relabelling_clusters():
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
@@ -198,21 +231,34 @@ def test_gmm_clustering_finds_blobs_and_nothing_in_noise():
     assert found["gmm_acc"] > 0.95 and found["nmi"] > 0.9 and found["ari"] > 0.9
     assert gmm_clustering(x, xt, yt, 5, seed=0, pca_dim=8) == found
     g = torch.Generator().manual_seed(0)
-    nothing = gmm_clustering(noise(2000, 12, 2), noise(800, 12, 3), torch.randint(0, 5, (800,), generator=g), 5,
-                             pca_dim=8)
+    nothing = gmm_clustering(
+        noise(2000, 12, 2), noise(800, 12, 3), torch.randint(0, 5, (800,), generator=g), 5, pca_dim=8
+    )
     assert nothing["gmm_acc"] < 0.3 and abs(nothing["ari"]) < 0.02 and nothing["nmi"] < 0.02
 
 
 # ---------------------------------------------------------------------------------- style probes
 
+
 def factors_of(x, g):
-    return {"linear": 2 * x[:, 0] - x[:, 1], "abs": x[:, 2].abs(), "noise": torch.randn(len(x), generator=g),
-            "flip": torch.zeros(len(x)), "xor": ((x[:, 3] > 0) ^ (x[:, 4] > 0)).long(),
-            "sign": (x[:, 5] > 0).long() * 7}
+    return {
+        "linear": 2 * x[:, 0] - x[:, 1],
+        "abs": x[:, 2].abs(),
+        "noise": torch.randn(len(x), generator=g),
+        "flip": torch.zeros(len(x)),
+        "xor": ((x[:, 3] > 0) ^ (x[:, 4] > 0)).long(),
+        "sign": (x[:, 5] > 0).long() * 7,
+    }
 
 
-KINDS = {"linear": "continuous", "abs": "continuous", "noise": "continuous", "flip": "continuous",
-         "xor": "discrete", "sign": "discrete"}
+KINDS = {
+    "linear": "continuous",
+    "abs": "continuous",
+    "noise": "continuous",
+    "flip": "continuous",
+    "xor": "discrete",
+    "sign": "discrete",
+}
 
 
 def test_style_probes_recover_planted_factors():
@@ -238,8 +284,9 @@ def test_style_probes_are_deterministic_and_subsample():
     train, test = factors_of(x, g), factors_of(xt, g)
     kinds = {"linear": "continuous", "sign": "discrete"}
     pick = lambda f: {k: f[k] for k in kinds}
-    run = lambda: style_probes(x, pick(train), xt, pick(test), kinds, seed=3, max_train=800, mlp_hiddens=(16,),
-                               max_epochs=8)
+    run = lambda: style_probes(
+        x, pick(train), xt, pick(test), kinds, seed=3, max_train=800, mlp_hiddens=(16,), max_epochs=8
+    )
     assert run() == run()
 
 
@@ -269,6 +316,7 @@ def test_style_probes_reject_bad_input():
 
 
 # ------------------------------------------------------------------------------- DCI and MIG
+
 
 def codes_and_factors(n, seed, mix=None):
     """Four uniform factors, each copied into one code dimension, plus four noise dimensions."""
@@ -332,8 +380,9 @@ def test_mig_information_matches_scikit_learn_and_skips_constants():
     g = torch.Generator().manual_seed(0)
     codes = torch.rand(2000, 2, generator=g)
     factor = (codes[:, 0] * 3).long() + torch.randint(0, 2, (2000,), generator=g)  # discrete, noisy copy
-    result = mig(codes, {"k": factor, "flat": torch.ones(2000, dtype=torch.long)},
-                 {"k": "discrete", "flat": "discrete"})
+    result = mig(
+        codes, {"k": factor, "flat": torch.ones(2000, dtype=torch.long)}, {"k": "discrete", "flat": "discrete"}
+    )
     bins = np.minimum((codes.numpy() - codes.numpy().min(0)) / np.ptp(codes.numpy(), 0) * 20, 19).astype(int)
     info = [mutual_info_score(factor.numpy(), bins[:, d]) for d in range(2)]
     entropy = mutual_info_score(factor.numpy(), factor.numpy())

@@ -1,15 +1,14 @@
 """GPU checks; skipped where no CUDA device is visible (run them on a GPU machine)."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
-
 from conftest import TINY, run_cli
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def test_augment_and_elbo_step_run_on_the_gpu():
@@ -36,8 +35,16 @@ def test_augment_and_elbo_step_run_on_the_gpu():
 @pytest.mark.parametrize("precision", ["32", "bf16", "16"])
 def test_train_cli_on_cuda(tmp_path, precision):
     run_dir = tmp_path / precision
-    result = run_cli("genssl-train", "method=simvae", "data=digits", "trainer.device=cuda",
-                     f"trainer.precision={precision}", "trainer.max_epochs=2", *TINY, f"hydra.run.dir={run_dir}")
+    result = run_cli(
+        "genssl-train",
+        "method=simvae",
+        "data=digits",
+        "trainer.device=cuda",
+        f"trainer.precision={precision}",
+        "trainer.max_epochs=2",
+        *TINY,
+        f"hydra.run.dir={run_dir}",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["content"]["linear"] > 0.5 and metrics["train"]["samples_per_s"] > 0

@@ -3,6 +3,7 @@
 Reference losses are written out here from the papers / official code (not taken from genssl), on
 tiny ViTs on the CPU, with the random mask fixed by seeding torch before the guide draws it.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ import math
 
 import pytest
 import torch
+from conftest import TINY, run_cli
 from pyro import poutine
 
-from conftest import TINY, run_cli
 from genssl.errors import ConfigError, ShapeError
 from genssl.guides import MaskedEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
@@ -21,22 +22,25 @@ from genssl.models.masked import mae_terms, mmae_terms, umae_terms
 from genssl.nets.masking import mask_order, masked_patch_mse, patchify, random_patch_mask, unpatchify
 from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder, default_patch_size
 
-B, C, SIZE, PATCH = 6, 2, 8, 2   # 16 patches of 8 values; 4 visible at ratio 0.75
+B, C, SIZE, PATCH = 6, 2, 8, 2  # 16 patches of 8 values; 4 visible at ratio 0.75
 TERMS = {"mae": mae_terms, "umae": umae_terms, "mmae": mmae_terms}
 
 
-def tiny_method(name: str, *, norm_pix: bool = False, pixel_var: float = 0.5, pos_embed: str = "sincos",
-                **kwargs) -> PyroSSL:
+def tiny_method(
+    name: str, *, norm_pix: bool = False, pixel_var: float = 0.5, pos_embed: str = "sincos", **kwargs
+) -> PyroSSL:
     encoder = ViTEncoder(C, SIZE, patch_size=PATCH, width=16, depth=2, heads=2, pos_embed=pos_embed)
     decoder = MaskedPatchDecoder(encoder.grid, PATCH, C, 16, width=8, depth=1, heads=2, pos_embed=pos_embed)
     guide = MaskedEncoderGuide(encoder, mask_ratio=0.75)
-    model = MaskedPatchModel(decoder, 16, guide.num_visible, TERMS[name](**kwargs), norm_pix_loss=norm_pix,
-                             pixel_var=pixel_var)
+    model = MaskedPatchModel(
+        decoder, 16, guide.num_visible, TERMS[name](**kwargs), norm_pix_loss=norm_pix, pixel_var=pixel_var
+    )
     return PyroSSL(model, guide, elbo="trace")
 
 
-def published_loss(method: PyroSSL, views: torch.Tensor, name: str, norm_pix: bool, lambda_: float = 1e-2,
-                   mu: float = 1.0) -> torch.Tensor:
+def published_loss(
+    method: PyroSSL, views: torch.Tensor, name: str, norm_pix: bool, lambda_: float = 1e-2, mu: float = 1.0
+) -> torch.Tensor:
     """MAE's forward_loss + λ·regulariser on the [CLS] features, written out independently of genssl's terms."""
     encoder, decoder = method.guide.encoder, method.model.decoder
     flat = views.flatten(0, 1)
@@ -112,7 +116,7 @@ def test_m_mae_second_order_taylor_is_u_mae():
 
     def gap(mu: float) -> tuple[float, float]:
         coding = -mmae_terms(lambda_=1.0, mu=mu)["coding_rate"](sites)
-        scale = mu ** 2 * n ** 2 / (2 * d ** 2)
+        scale = mu**2 * n**2 / (2 * d**2)
         taylor = -mu * n / d + scale * uniformity
         (grad_m,) = torch.autograd.grad(coding, z)
         value_gap = abs(coding - taylor).item() / abs(coding + mu * n / d).item()
@@ -133,8 +137,9 @@ def test_masked_pixels_never_reach_the_encoder():
     hidden = unpatchify(mask.unsqueeze(-1).expand(-1, -1, PATCH * PATCH * C), PATCH, C).bool()
     changed = torch.where(hidden, torch.rand_like(images) * 100, images)
     encoder = method.guide.encoder
-    torch.testing.assert_close(encoder.encode_masked(changed, mask), encoder.encode_masked(images, mask),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        encoder.encode_masked(changed, mask), encoder.encode_masked(images, mask), rtol=0, atol=0
+    )
     a = method.guide.propose(images.unsqueeze(1), mask.unsqueeze(1))
     b = method.guide.propose(changed.unsqueeze(1), mask.unsqueeze(1))
     for x, y in zip(a, b):
@@ -156,8 +161,7 @@ def test_masks_are_uniform_fixed_size_subsets_and_the_decoder_restores_order():
     assert torch.equal(unpatchify(patchify(images, PATCH), PATCH, C), images)
     prediction, target = torch.randn(3, 16, 8), torch.randn(3, 16, 8)
     m = random_patch_mask(3, 16, 0.75)
-    expected = sum(((prediction[i, l] - target[i, l]) ** 2).mean() for i in range(3) for l in range(16)
-                   if m[i, l]) / 36
+    expected = sum(((prediction[i, l] - target[i, l]) ** 2).mean() for i in range(3) for l in range(16) if m[i, l]) / 36
     torch.testing.assert_close(masked_patch_mse(prediction, target, m), expected)
 
 
@@ -192,16 +196,23 @@ def test_default_patch_size_is_a_four_by_four_grid():
         default_patch_size(30)
 
 
-TINY_VIT = ["net.vit.width=32", "net.vit.depth=1", "net.vit.heads=2", "model.decoder.width=16",
-            "model.decoder.depth=1", "model.decoder.heads=2"]
+TINY_VIT = [
+    "net.vit.width=32",
+    "net.vit.depth=1",
+    "net.vit.heads=2",
+    "model.decoder.width=16",
+    "model.decoder.depth=1",
+    "model.decoder.heads=2",
+]
 DIGITS = ["data=digits", "data.train_subset=256", "data.test_subset=128", "trainer.batch_size=32", *TINY]
 
 
 @pytest.mark.parametrize("name", ["mae", "umae", "mmae"])
 def test_trains_from_the_command_line(tmp_path, name):
     run_dir = tmp_path / name
-    result = run_cli("genssl-train", f"method={name}", *DIGITS, *TINY_VIT, "trainer.max_epochs=2",
-                     f"hydra.run.dir={run_dir}")
+    result = run_cli(
+        "genssl-train", f"method={name}", *DIGITS, *TINY_VIT, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == name and metrics["train"]["steps"] == 16
@@ -211,7 +222,13 @@ def test_trains_from_the_command_line(tmp_path, name):
 
 
 def test_command_line_rejects_a_patch_size_that_does_not_divide_the_image(tmp_path):
-    result = run_cli("genssl-train", "method=mae", *DIGITS, "net.vit.patch_size=5", "trainer.max_epochs=0",
-                     f"hydra.run.dir={tmp_path / 'bad'}")
+    result = run_cli(
+        "genssl-train",
+        "method=mae",
+        *DIGITS,
+        "net.vit.patch_size=5",
+        "trainer.max_epochs=0",
+        f"hydra.run.dir={tmp_path / 'bad'}",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "net.vit.patch_size=5" in result.stderr and "'4' or '7'" in result.stderr

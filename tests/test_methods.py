@@ -1,4 +1,5 @@
 """Every method in the contract builds from its config and takes a training step."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,9 +10,30 @@ from genssl.data import build_augment
 from genssl.train.build import build_method
 from genssl.train.overrides import group_options, normalise_overrides
 
-CONTRACT = ("vae", "beta_vae", "simvae", "simclr", "simclr_er", "vicreg", "barlow_twins", "spectral", "byol",
-            "byol_er", "simsiam", "directpred", "dino", "dino_er", "swav", "swav_er", "deepcluster",
-            "deepcluster_er", "ssl_hsic", "mae", "umae", "mmae")
+CONTRACT = (
+    "vae",
+    "beta_vae",
+    "simvae",
+    "simclr",
+    "simclr_er",
+    "vicreg",
+    "barlow_twins",
+    "spectral",
+    "byol",
+    "byol_er",
+    "simsiam",
+    "directpred",
+    "dino",
+    "dino_er",
+    "swav",
+    "swav_er",
+    "deepcluster",
+    "deepcluster_er",
+    "ssl_hsic",
+    "mae",
+    "umae",
+    "mmae",
+)
 AVAILABLE = sorted(set(CONTRACT) & set(group_options("method")))
 
 
@@ -25,8 +47,7 @@ def test_method_takes_a_training_step(name):
     cfg = config(f"method={name}", "data=digits")
     method = build_method(cfg, cfg.data.channels, cfg.data.image_size)
     augment = build_augment(cfg.data.augment, cfg.data.num_views, cfg.data.image_size)
-    images = torch.randint(0, 256, (8, cfg.data.channels, cfg.data.image_size, cfg.data.image_size),
-                           dtype=torch.uint8)
+    images = torch.randint(0, 256, (8, cfg.data.channels, cfg.data.image_size, cfg.data.image_size), dtype=torch.uint8)
     views, _ = augment(images, torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
     before = {k: v.clone() for k, v in method.state_dict().items()}

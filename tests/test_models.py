@@ -1,4 +1,5 @@
 """SimVAE / VAE as Pyro models: their ELBO is the closed form of REFERENCE.md §1."""
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,24 @@ B, J, L, VIEW_VAR = 4, 3, 5, 0.15
 
 
 def make_pair(prior, view_var=VIEW_VAR, beta=1.0, integrate=True, likelihood="bernoulli"):
-    model = SimVAE(build_decoder("mlp", L, 1, 8), prior, L, view_var=view_var, likelihood=likelihood, beta=beta,
-                   integrate_content=integrate)
-    guide = NormalEncoderGuide(build_encoder("mlp", 1, 8), L, latent_site=model.latent_site,
-                               samples_content=model.samples_content, view_var=view_var, num_views=J, beta=beta)
+    model = SimVAE(
+        build_decoder("mlp", L, 1, 8),
+        prior,
+        L,
+        view_var=view_var,
+        likelihood=likelihood,
+        beta=beta,
+        integrate_content=integrate,
+    )
+    guide = NormalEncoderGuide(
+        build_encoder("mlp", 1, 8),
+        L,
+        latent_site=model.latent_site,
+        samples_content=model.samples_content,
+        view_var=view_var,
+        num_views=J,
+        beta=beta,
+    )
     return model, guide
 
 
@@ -117,8 +132,9 @@ def test_beta_scales_only_the_kl():
     torch.testing.assert_close(losses[4.0] - losses[1.0], 3 * losses["kl1.0"])
 
 
-@pytest.mark.parametrize("prior", [NormalPrior(), MixturePrior(L, num_components=3), FlatPrior()],
-                         ids=["normal", "mog", "flat-sampled"])
+@pytest.mark.parametrize(
+    "prior", [NormalPrior(), MixturePrior(L, num_components=3), FlatPrior()], ids=["normal", "mog", "flat-sampled"]
+)
 def test_sampled_content_priors_train(prior):
     """Priors that are not integrated out: y is sampled by the guide and its parameters get gradients."""
     model, guide = make_pair(prior, integrate=False)

@@ -1,4 +1,5 @@
 """Encoders and decoders: shapes for every supported size, clear errors for the rest."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,15 @@ import torch
 from genssl.errors import ConfigError, ShapeError
 from genssl.nets import build_decoder, build_encoder
 
-CASES = [("mlp", 28, 1), ("mlp", 8, 1), ("conv", 28, 1), ("conv", 32, 3), ("conv", 64, 3),
-         ("resnet18", 32, 3), ("resnet18", 64, 3)]
+CASES = [
+    ("mlp", 28, 1),
+    ("mlp", 8, 1),
+    ("conv", 28, 1),
+    ("conv", 32, 3),
+    ("conv", 64, 3),
+    ("resnet18", 32, 3),
+    ("resnet18", 64, 3),
+]
 
 
 @pytest.mark.parametrize("name,size,channels", CASES)

@@ -1,5 +1,6 @@
 """Each estimator in genssl.objectives against a naive implementation (loops / direct formulas):
 values and gradients, in float64 on small random inputs."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,7 @@ def rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=g, dtype=D64).requires_grad_(True)
 
 
-def assert_value_and_grad(fn, naive, *inputs: torch.Tensor, rtol: float = 1e-9,
-                          atol: float = 1e-10) -> None:
+def assert_value_and_grad(fn, naive, *inputs: torch.Tensor, rtol: float = 1e-9, atol: float = 1e-10) -> None:
     """fn(*inputs) == naive(*inputs), and so are their gradients w.r.t. every input."""
     got, want = fn(*inputs), naive(*inputs)
     torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
@@ -41,7 +41,7 @@ def unit(v: torch.Tensor) -> torch.Tensor:
 def mp_log_vmf_normaliser(d: int, kappa: float) -> float:
     mpmath.mp.dps = 50
     nu = mpmath.mpf(d) / 2 - 1
-    c = kappa ** nu / ((2 * mpmath.pi) ** (mpmath.mpf(d) / 2) * mpmath.besseli(nu, kappa))
+    c = kappa**nu / ((2 * mpmath.pi) ** (mpmath.mpf(d) / 2) * mpmath.besseli(nu, kappa))
     return float(mpmath.log(c))
 
 
@@ -56,8 +56,9 @@ def test_log_bessel_iv_matches_mpmath(nu, x):
     assert obj.log_bessel_iv(nu, x) == pytest.approx(want, rel=1e-10, abs=1e-10)
 
 
-@pytest.mark.parametrize("d,kappa", [(2, 1.0), (3, 10.0), (16, 0.01), (128, 10.0), (2048, 10.0),
-                                     (2048, 1e3), (512, 30.0)])
+@pytest.mark.parametrize(
+    "d,kappa", [(2, 1.0), (3, 10.0), (16, 0.01), (128, 10.0), (2048, 10.0), (2048, 1e3), (512, 30.0)]
+)
 def test_log_vmf_normaliser_large_dimension(d, kappa):
     got = obj.log_vmf_normaliser(d, kappa)
     assert math.isfinite(got)
@@ -68,13 +69,14 @@ def test_log_vmf_normaliser_closed_forms():
     # S^2: C_3(κ) = κ / (4π sinh κ); S^1: C_2(κ) = 1 / (2π I_0(κ)).
     for k in (0.1, 1.0, 10.0, 50.0):
         assert obj.log_vmf_normaliser(3, k) == pytest.approx(
-            math.log(k) - math.log(4 * math.pi) - (k + math.log1p(-math.exp(-2 * k)) - math.log(2)))
-        assert obj.log_vmf_normaliser(2, k) == pytest.approx(
-            -math.log(2 * math.pi) - math.log(special.ive(0, k)) - k)
+            math.log(k) - math.log(4 * math.pi) - (k + math.log1p(-math.exp(-2 * k)) - math.log(2))
+        )
+        assert obj.log_vmf_normaliser(2, k) == pytest.approx(-math.log(2 * math.pi) - math.log(special.ive(0, k)) - k)
     # small κ: uniform density on S^{d-1}, 1 / area = Γ(d/2) / (2 π^{d/2})
     d = 10
     assert obj.log_vmf_normaliser(d, 1e-9) == pytest.approx(
-        special.gammaln(d / 2) - math.log(2) - d / 2 * math.log(math.pi), abs=1e-8)
+        special.gammaln(d / 2) - math.log(2) - d / 2 * math.log(math.pi), abs=1e-8
+    )
 
 
 def test_bad_arguments_raise_config_error():
@@ -113,9 +115,10 @@ def naive_kde_log_density(z, kappa, exclude_self, with_normaliser):
 def test_vmf_kde_log_density(exclude_self, with_normaliser):
     z = rand(7, 5)
     assert_value_and_grad(
-        lambda x: obj.vmf_kde_log_density(x, 4.0, exclude_self=exclude_self,
-                                          include_normaliser=with_normaliser),
-        lambda x: naive_kde_log_density(x, 4.0, exclude_self, with_normaliser), z)
+        lambda x: obj.vmf_kde_log_density(x, 4.0, exclude_self=exclude_self, include_normaliser=with_normaliser),
+        lambda x: naive_kde_log_density(x, 4.0, exclude_self, with_normaliser),
+        z,
+    )
 
 
 @pytest.mark.parametrize("exclude_self", [False, True])
@@ -131,8 +134,9 @@ def test_vmf_kde_entropy_mean_and_plugin(exclude_self):
         return -sum(p[i] / p.sum() * log_p[i] for i in range(len(p)))
 
     assert_value_and_grad(lambda x: obj.vmf_kde_entropy(x, 10.0, exclude_self=exclude_self), naive_mean, z)
-    assert_value_and_grad(lambda x: obj.vmf_kde_entropy(x, 10.0, estimator="plugin",
-                                                        exclude_self=exclude_self), naive_plugin, z)
+    assert_value_and_grad(
+        lambda x: obj.vmf_kde_entropy(x, 10.0, estimator="plugin", exclude_self=exclude_self), naive_plugin, z
+    )
 
 
 def test_vmf_kde_large_dimension_is_finite():
@@ -157,13 +161,14 @@ def test_prototype_entropy():
 def test_gaussian_logdet_entropy():
     z = rand(12, 4, seed=4)
     for unbiased in (True, False):
+
         def naive(x, unbiased=unbiased):
             n, d = x.shape
             mean = sum(x[i] for i in range(n)) / n
             cov = sum(torch.outer(x[i] - mean, x[i] - mean) for i in range(n)) / (n - 1 if unbiased else n)
             return 0.5 * torch.logdet(2 * math.pi * math.e * cov + 1e-3 * torch.eye(d, dtype=D64))
-        assert_value_and_grad(lambda x: obj.gaussian_logdet_entropy(x, eps=1e-3, unbiased=unbiased),
-                              naive, z)
+
+        assert_value_and_grad(lambda x: obj.gaussian_logdet_entropy(x, eps=1e-3, unbiased=unbiased), naive, z)
 
 
 # ---------------------------------------------------------------- matrix information
@@ -174,7 +179,7 @@ def naive_renyi(k, alpha):
     if alpha == 1.0:  # −tr(A log A) with log A = V diag(log λ) Vᵀ
         log_a = vec @ torch.diag(torch.log(lam)) @ vec.T
         return -torch.trace(k / k.shape[0] @ log_a)
-    return torch.log((lam ** alpha).sum()) / (1 - alpha)
+    return torch.log((lam**alpha).sum()) / (1 - alpha)
 
 
 def full_rank_gram(seed):
@@ -184,8 +189,12 @@ def full_rank_gram(seed):
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5, 2.0, 3.0])
 def test_matrix_renyi_entropy(alpha):
     z = full_rank_gram(5)
-    assert_value_and_grad(lambda x: obj.matrix_renyi_entropy(obj.gram_matrix(x), alpha),
-                          lambda x: naive_renyi(obj.gram_matrix(x), alpha), z, rtol=1e-7)
+    assert_value_and_grad(
+        lambda x: obj.matrix_renyi_entropy(obj.gram_matrix(x), alpha),
+        lambda x: naive_renyi(obj.gram_matrix(x), alpha),
+        z,
+        rtol=1e-7,
+    )
 
 
 def test_matrix_renyi_entropy_alpha_one_is_the_limit():
@@ -207,14 +216,22 @@ def test_matrix_mutual_information_and_joint_entropy(alpha):
         return naive_renyi(prod, alpha)
 
     def naive_mi(a, b):
-        return (naive_renyi(obj.gram_matrix(a), alpha) + naive_renyi(obj.gram_matrix(b), alpha)
-                - naive_joint(a, b))
+        return naive_renyi(obj.gram_matrix(a), alpha) + naive_renyi(obj.gram_matrix(b), alpha) - naive_joint(a, b)
 
-    assert_value_and_grad(lambda a, b: obj.matrix_joint_entropy(obj.gram_matrix(a), obj.gram_matrix(b), alpha),
-                          naive_joint, z1, z2, rtol=1e-7)
-    assert_value_and_grad(lambda a, b: obj.matrix_mutual_information(obj.gram_matrix(a),
-                                                                      obj.gram_matrix(b), alpha),
-                          naive_mi, z1, z2, rtol=1e-7)
+    assert_value_and_grad(
+        lambda a, b: obj.matrix_joint_entropy(obj.gram_matrix(a), obj.gram_matrix(b), alpha),
+        naive_joint,
+        z1,
+        z2,
+        rtol=1e-7,
+    )
+    assert_value_and_grad(
+        lambda a, b: obj.matrix_mutual_information(obj.gram_matrix(a), obj.gram_matrix(b), alpha),
+        naive_mi,
+        z1,
+        z2,
+        rtol=1e-7,
+    )
 
 
 @pytest.mark.parametrize("n,d", [(5, 8), (9, 4)])
@@ -233,8 +250,12 @@ def test_total_coding_rate(n, d):
 
 def test_imq_kernel_and_hsic_exact():
     x, y = rand(5, 3, seed=10), rand(4, 3, seed=11)
-    naive_k = lambda a, b: torch.stack([torch.stack([0.8 / torch.sqrt(((a[i] - b[j]) ** 2).sum() + 0.64)
-                                                     for j in range(len(b))]) for i in range(len(a))])
+    naive_k = lambda a, b: torch.stack(
+        [
+            torch.stack([0.8 / torch.sqrt(((a[i] - b[j]) ** 2).sum() + 0.64) for j in range(len(b))])
+            for i in range(len(a))
+        ]
+    )
     assert_value_and_grad(lambda a, b: obj.imq_kernel(a, b, 0.8), naive_k, x, y)
 
     def naive_hsic(a, b):
@@ -272,16 +293,18 @@ def test_identity_hsic():
     torch.testing.assert_close(obj.hsic_exact(k, labels @ labels.T), want)
     # feature form equals the exact form on the explicit Gram matrix
     phi = rand(n_img, m, 5, seed=16)
-    assert_value_and_grad(obj.identity_hsic_features,
-                          lambda f: obj.identity_hsic_exact(f.reshape(n, 5) @ f.reshape(n, 5).T, m), phi)
+    assert_value_and_grad(
+        obj.identity_hsic_features, lambda f: obj.identity_hsic_exact(f.reshape(n, 5) @ f.reshape(n, 5).T, m), phi
+    )
 
 
 def test_imq_scale_mixture_identity():
     # c/√(r²+c²) = E_t[exp(−t r²)], t ~ Gamma(shape ½, rate c²), by quadrature
     for c in (0.5, 1.0, 3.0):
         for r in (0.0, 0.3, 1.0, 4.0):
-            val, _ = integrate.quad(lambda t: stats.gamma.pdf(t, a=0.5, scale=1 / c**2) * math.exp(-t * r * r),
-                                    0, np.inf)
+            val, _ = integrate.quad(
+                lambda t: stats.gamma.pdf(t, a=0.5, scale=1 / c**2) * math.exp(-t * r * r), 0, np.inf
+            )
             assert val == pytest.approx(c / math.sqrt(r * r + c * c), rel=1e-7)
 
 
@@ -355,17 +378,21 @@ def test_vicreg_terms():
 
     assert_value_and_grad(obj.vicreg_variance, var, z1 * 0.5)
     assert_value_and_grad(obj.vicreg_covariance, cov, z1)
-    assert_value_and_grad(obj.vicreg_invariance,
-                          lambda a, b: sum((a[i, j] - b[i, j]) ** 2 for i in range(n) for j in range(d)) / (n * d),
-                          z1, z2)
+    assert_value_and_grad(
+        obj.vicreg_invariance,
+        lambda a, b: sum((a[i, j] - b[i, j]) ** 2 for i in range(n) for j in range(d)) / (n * d),
+        z1,
+        z2,
+    )
 
 
 def test_batch_standardise_and_cross_correlation():
     z1, z2 = rand(9, 3, seed=25), rand(9, 3, seed=26)
     bn = lambda x: F.batch_norm(x, None, None, training=True, eps=1e-5)
     assert_value_and_grad(obj.batch_standardise, bn, z1)
-    naive = lambda a, b: torch.stack([torch.stack([sum(bn(a)[k, i] * bn(b)[k, j] for k in range(9)) / 9
-                                                   for j in range(3)]) for i in range(3)])
+    naive = lambda a, b: torch.stack(
+        [torch.stack([sum(bn(a)[k, i] * bn(b)[k, j] for k in range(9)) / 9 for j in range(3)]) for i in range(3)]
+    )
     assert_value_and_grad(obj.cross_correlation, naive, z1, z2)
 
 
@@ -373,8 +400,12 @@ def test_vmf_reconstruction():
     z1, z2 = rand(5, 6, seed=27), rand(5, 6, seed=28)
     naive = lambda a, b: torch.stack([3.0 * (unit(a[i]) * unit(b[i])).sum() for i in range(5)])
     assert_value_and_grad(lambda a, b: obj.vmf_reconstruction(a, b, 3.0, reduction="none"), naive, z1, z2)
-    assert_value_and_grad(lambda a, b: obj.vmf_reconstruction(a, b, 3.0, include_normaliser=True),
-                          lambda a, b: naive(a, b).mean() + mp_log_vmf_normaliser(6, 3.0), z1, z2)
+    assert_value_and_grad(
+        lambda a, b: obj.vmf_reconstruction(a, b, 3.0, include_normaliser=True),
+        lambda a, b: naive(a, b).mean() + mp_log_vmf_normaliser(6, 3.0),
+        z1,
+        z2,
+    )
 
 
 def test_symmetric_cross_entropy():
@@ -382,9 +413,11 @@ def test_symmetric_cross_entropy():
 
     def naive(a, b):
         p, q = torch.softmax(a, 1), torch.softmax(b, 1)
-        rows = [-0.5 * sum(p[i, c] * torch.log(q[i, c]) + q[i, c] * torch.log(p[i, c]) for c in range(6))
-                for i in range(4)]
+        rows = [
+            -0.5 * sum(p[i, c] * torch.log(q[i, c]) + q[i, c] * torch.log(p[i, c]) for c in range(6)) for i in range(4)
+        ]
         return sum(rows) / 4
 
-    assert_value_and_grad(lambda a, b: obj.symmetric_cross_entropy(torch.softmax(a, 1), torch.softmax(b, 1),
-                                                                   eps=0.0), naive, l1, l2)
+    assert_value_and_grad(
+        lambda a, b: obj.symmetric_cross_entropy(torch.softmax(a, 1), torch.softmax(b, 1), eps=0.0), naive, l1, l2
+    )

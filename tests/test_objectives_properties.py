@@ -5,6 +5,7 @@ Degeneracy guarantees checked here: every estimator below returns a finite value
 gradient when all rows are identical, when rows are duplicated, and when a row is zero; the
 matrix entropies do so for α = 2, 3 (trace form) and α = 0.5, 1, 1.5 (clamped eigenvalues).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from genssl import objectives as obj
 
-SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _gram(z):
@@ -26,14 +28,13 @@ def _gram(z):
 
 
 def _rff(x, seed, features=16):
-    freqs = obj.imq_frequencies(x.shape[1], features, generator=torch.Generator().manual_seed(seed),
-                                dtype=x.dtype)
+    freqs = obj.imq_frequencies(x.shape[1], features, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
     return obj.random_fourier_features(x, freqs)
 
 
 # name → function of one batch z [n, d] (paired losses split it into two halves of a [n, 2d] batch)
 def _pair(fn):
-    return lambda z: fn(z[:, : z.shape[1] // 2], z[:, z.shape[1] // 2:])
+    return lambda z: fn(z[:, : z.shape[1] // 2], z[:, z.shape[1] // 2 :])
 
 
 BATCH_ESTIMATORS = {
@@ -43,10 +44,14 @@ BATCH_ESTIMATORS = {
     "prototype": lambda z: obj.prototype_entropy(torch.softmax(z, dim=1)),
     "gauss_logdet": lambda z: obj.gaussian_logdet_entropy(z),
     **{f"renyi_{a}": (lambda z, a=a: obj.matrix_renyi_entropy(_gram(z), a)) for a in (0.5, 1.0, 1.5, 2.0, 3.0)},
-    **{f"joint_{a}": (lambda z, a=a: _pair(lambda x, y: obj.matrix_joint_entropy(_gram(x), _gram(y), a))(z))
-       for a in (1.0, 2.0)},
-    **{f"mi_{a}": (lambda z, a=a: _pair(lambda x, y: obj.matrix_mutual_information(_gram(x), _gram(y), a))(z))
-       for a in (1.0, 2.0)},
+    **{
+        f"joint_{a}": (lambda z, a=a: _pair(lambda x, y: obj.matrix_joint_entropy(_gram(x), _gram(y), a))(z))
+        for a in (1.0, 2.0)
+    },
+    **{
+        f"mi_{a}": (lambda z, a=a: _pair(lambda x, y: obj.matrix_mutual_information(_gram(x), _gram(y), a))(z))
+        for a in (1.0, 2.0)
+    },
     "coding_rate": lambda z: obj.total_coding_rate(z, 1.0),
     "hsic_exact": _pair(lambda x, y: obj.hsic_exact(obj.imq_kernel(x, x), obj.imq_kernel(y, y))),
     "hsic_rff": _pair(lambda x, y: obj.hsic_features(_rff(x, 0), _rff(y, 1))),
@@ -59,8 +64,9 @@ BATCH_ESTIMATORS = {
     "umae": lambda z: obj.umae_uniformity(z),
     "mmae": lambda z: obj.mmae_coding_rate_loss(z, 3.0),
     "ssl_hsic_exact": lambda z: obj.ssl_hsic_loss(z.reshape(z.shape[0], 2, -1), num_features=None),
-    "ssl_hsic_rff": lambda z: obj.ssl_hsic_loss(z.reshape(z.shape[0], 2, -1), num_features=8,
-                                                generator=torch.Generator().manual_seed(2)),
+    "ssl_hsic_rff": lambda z: obj.ssl_hsic_loss(
+        z.reshape(z.shape[0], 2, -1), num_features=8, generator=torch.Generator().manual_seed(2)
+    ),
     "recon": _pair(lambda x, y: obj.vmf_reconstruction(x, y, 10.0)),
     "sym_ce": _pair(lambda x, y: obj.symmetric_cross_entropy(torch.softmax(x, 1), torch.softmax(y, 1))),
     "swav": _pair(lambda x, y: obj.swav_loss([x, y])),
@@ -94,8 +100,10 @@ def test_kde_log_density_is_permutation_equivariant(shape, perm_seed):
     z = _batch(*shape)
     perm = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(perm_seed))
     for loo in (False, True):
-        torch.testing.assert_close(obj.vmf_kde_log_density(z[perm], 10.0, exclude_self=loo),
-                                   obj.vmf_kde_log_density(z, 10.0, exclude_self=loo)[perm])
+        torch.testing.assert_close(
+            obj.vmf_kde_log_density(z[perm], 10.0, exclude_self=loo),
+            obj.vmf_kde_log_density(z, 10.0, exclude_self=loo)[perm],
+        )
 
 
 def _degenerate(kind, n, d, seed):
@@ -112,8 +120,7 @@ def _degenerate(kind, n, d, seed):
 
 @pytest.mark.parametrize("kind", ["collapsed", "duplicated", "zero_row", "all_zero"])
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=8, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=shapes)
 def test_finite_value_and_gradient_on_degenerate_batches(name, kind, shape):
     z = _degenerate(kind, *shape).requires_grad_(True)

@@ -1,5 +1,6 @@
 """Published losses in genssl.objectives.published against lightly (value and gradient), against
 naive formulas where lightly has none, and the identities that link them to the estimators."""
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ def test_barlow_twins_matches_lightly():
     ref = lightly_loss.BarlowTwinsLoss(lambda_param=0.0051)
     assert_value_and_grad(obj.barlow_twins_loss, ref, z1, z2)
     # same normalisation: lightly's default (λ = 0.005) is ours with λ = 0.005
-    assert_value_and_grad(lambda a, b: obj.barlow_twins_loss(a, b, lambda_=0.005),
-                          lightly_loss.BarlowTwinsLoss(), z1, z2)
+    assert_value_and_grad(
+        lambda a, b: obj.barlow_twins_loss(a, b, lambda_=0.005), lightly_loss.BarlowTwinsLoss(), z1, z2
+    )
 
 
 def test_negative_cosine_similarity_and_byol_match_lightly():
@@ -70,7 +72,9 @@ def test_dino_matches_lightly_with_fixed_centre():
     inputs = (*teacher, *student)
     assert_value_and_grad(
         lambda *x: obj.dino_loss(x[:2], x[2:], centre, teacher_temp=t_temp, student_temp=0.1),
-        lambda *x: ref(list(x[:2]), list(x[2:])), *inputs)
+        lambda *x: ref(list(x[:2]), list(x[2:])),
+        *inputs,
+    )
     # lightly updated its buffer after its (single) call
     new_centre = obj.dino_centre_update(centre, teacher, momentum=0.9)
     torch.testing.assert_close(ref.center.reshape(-1), new_centre)
@@ -83,7 +87,10 @@ def test_swav_matches_lightly(iterations, epsilon):
     ref = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=iterations, sinkhorn_epsilon=epsilon)
     assert_value_and_grad(
         lambda *x: obj.swav_loss(x[:2], x[2:], temperature=0.1, iterations=iterations, epsilon=epsilon),
-        lambda *x: ref(list(x[:2]), list(x[2:])), *high, *low)
+        lambda *x: ref(list(x[:2]), list(x[2:])),
+        *high,
+        *low,
+    )
 
 
 def test_sinkhorn_matches_lightly():
@@ -133,21 +140,30 @@ def test_ssl_hsic_loss_naive(num_features):
             k2 = k
         else:
             g = torch.Generator().manual_seed(gen_seed)
-            om = [torch.randn(num_features, 1, generator=g, dtype=D64)
-                  * torch.randn(num_features, d, generator=g, dtype=D64) for _ in range(2)]
+            om = [
+                torch.randn(num_features, 1, generator=g, dtype=D64)
+                * torch.randn(num_features, d, generator=g, dtype=D64)
+                for _ in range(2)
+            ]
             kk = lambda o: [[torch.cos(o @ (flat[a] - flat[b]) / c).mean() for b in range(n)] for a in range(n)]
             k, k2 = kk(om[0]), kk(om[1])
         pos = [k[i * m + v][i * m + w] for i in range(n_img) for v in range(m) for w in range(m) if v != w]
         mean_all = sum(sum(row) for row in k) / n**2
         hsic_zy = sum(pos) / len(pos) - mean_all
-        centre = lambda mat: [[mat[a][b] - sum(mat[a]) / n - sum(mat[r][b] for r in range(n)) / n
-                               + sum(sum(row) for row in mat) / n**2 for b in range(n)] for a in range(n)]
+        centre = lambda mat: [
+            [
+                mat[a][b] - sum(mat[a]) / n - sum(mat[r][b] for r in range(n)) / n + sum(sum(row) for row in mat) / n**2
+                for b in range(n)
+            ]
+            for a in range(n)
+        ]
         c1, c2 = centre(k), centre(k2)
         hsic_zz = sum(c1[a][b] * c2[b][a] for a in range(n) for b in range(n)) / n**2
         return -hsic_zy + gamma * torch.sqrt(hsic_zz)
 
-    got = lambda x: obj.ssl_hsic_loss(x, gamma=gamma, c=c, num_features=num_features,
-                                      generator=torch.Generator().manual_seed(gen_seed))
+    got = lambda x: obj.ssl_hsic_loss(
+        x, gamma=gamma, c=c, num_features=num_features, generator=torch.Generator().manual_seed(gen_seed)
+    )
     assert_value_and_grad(got, naive, z, rtol=1e-9, atol=1e-11)
 
 
@@ -164,7 +180,8 @@ def test_rff_hsic_approximates_exact_hsic():
     assert obj.hsic_features(phi1, phi2).item() == pytest.approx(exact_zz.item(), rel=0.05)
     assert obj.identity_hsic_features(phi1.reshape(60, 2, -1)).item() == pytest.approx(exact_zy.item(), rel=0.05)
     assert obj.ssl_hsic_loss(z, num_features=4096, generator=g, normalise=False).item() == pytest.approx(
-        obj.ssl_hsic_loss(z, num_features=None, normalise=False).item(), rel=0.05)
+        obj.ssl_hsic_loss(z, num_features=None, normalise=False).item(), rel=0.05
+    )
 
 
 # ---------------------------------------------------------------- identities linking the forms
@@ -181,8 +198,9 @@ def test_info_nce_is_reconstruction_plus_vmf_kde_entropy(temperature):
     u = torch.cat([z1, z2]) / torch.cat([z1, z2]).norm(dim=1, keepdim=True)
     s = u @ u.T
     pos = torch.cat([torch.diagonal(s, b), torch.diagonal(s, -b)])
-    denominators = torch.stack([torch.logsumexp(torch.cat([s[i, :i], s[i, i + 1:]]) / temperature, 0)
-                                for i in range(2 * b)])
+    denominators = torch.stack(
+        [torch.logsumexp(torch.cat([s[i, :i], s[i, i + 1 :]]) / temperature, 0) for i in range(2 * b)]
+    )
     torch.testing.assert_close(loss, -(pos / temperature).mean() + denominators.mean())
 
     u_all = torch.cat([z1, z2])

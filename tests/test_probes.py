@@ -1,4 +1,5 @@
 """Content probes against references: scikit-learn's logistic regression and a brute-force kNN."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ The fixture writes run directories that follow the evaluation's artefact contrac
 baseline block, metrics.jsonl, .hydra/config.yaml, eval/embedding.npz and the generative PNGs) laid out
 as a Hydra multirun folder, so no training is needed and the tests stay fast.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from genssl.report.cli import main, split_list
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -32,36 +33,50 @@ BASELINE = {"linear": 0.75, "knn": 0.74, "nmi": 0.40, "style": 0.30}
 
 
 def _baseline_block(seed: int) -> dict:
-    return {"content": {k: BASELINE[k] + 0.004 * seed for k in ("linear", "knn", "nmi")},
-            "style": {f: {"metric": m, "linear": 0.3, "mlp": 0.35} for f, m in FACTORS.items()},
-            "style_mean": BASELINE["style"], "rank_me": 20.0}
+    return {
+        "content": {k: BASELINE[k] + 0.004 * seed for k in ("linear", "knn", "nmi")},
+        "style": {f: {"metric": m, "linear": 0.3, "mlp": 0.35} for f, m in FACTORS.items()},
+        "style_mean": BASELINE["style"],
+        "rank_me": 20.0,
+    }
 
 
-def write_run(run_dir: Path, method: str, seed: int, data: str = "shapes", *, generative: bool = False,
-              bare: bool = False) -> Path:
+def write_run(
+    run_dir: Path, method: str, seed: int, data: str = "shapes", *, generative: bool = False, bare: bool = False
+) -> Path:
     """A run directory following the evaluation's artefact contract."""
     run_dir.mkdir(parents=True)
     if bare:  # only what every run has: metrics.json with method, data and a content block
-        (run_dir / "metrics.json").write_text(json.dumps(
-            {"method": method, "data": data, "seed": seed, "content": {"linear": 0.70, "knn": 0.69}}))
+        (run_dir / "metrics.json").write_text(
+            json.dumps({"method": method, "data": data, "seed": seed, "content": {"linear": 0.70, "knn": 0.69}})
+        )
         return run_dir
     v = METHODS[method]
     metrics = {
-        "method": method, "data": data, "seed": seed,
+        "method": method,
+        "data": data,
+        "seed": seed,
         "content": {"linear": v["linear"] + 0.002 * seed, "knn": v["knn"] - 0.002 * seed, "nmi": v["nmi"]},
-        "style": {f: {"metric": m, "linear": v["style"] + 0.05 * i, "mlp": v["style"] + 0.1}
-                  for i, (f, m) in enumerate(FACTORS.items())},
-        "style_mean": v["style"] + 0.05, "rank_me": v["rank"] + seed,
+        "style": {
+            f: {"metric": m, "linear": v["style"] + 0.05 * i, "mlp": v["style"] + 0.1}
+            for i, (f, m) in enumerate(FACTORS.items())
+        },
+        "style_mean": v["style"] + 0.05,
+        "rank_me": v["rank"] + seed,
         "train": {"epochs": 2, "steps": 20, "seconds": 3.5, "samples_per_s": 900.0},
         "baseline": _baseline_block(seed),
     }
     if generative:
         metrics["elbo"] = -120.0 - seed
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    lines = [{"kind": "step", "epoch": s // 10, "step": s, "loss": 5.0 / s + seed, "samples_per_s": 800.0,
-              "lr": 1e-3} for s in range(1, 21)]
-    lines += [{"kind": "epoch", "epoch": e, "step": 10 * e, "loss": 1.0 / e, "seconds": 1.0, "samples_per_s": 850.0}
-              for e in (1, 2)]
+    lines = [
+        {"kind": "step", "epoch": s // 10, "step": s, "loss": 5.0 / s + seed, "samples_per_s": 800.0, "lr": 1e-3}
+        for s in range(1, 21)
+    ]
+    lines += [
+        {"kind": "epoch", "epoch": e, "step": 10 * e, "loss": 1.0 / e, "seconds": 1.0, "samples_per_s": 850.0}
+        for e in (1, 2)
+    ]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     (run_dir / ".hydra").mkdir()
     (run_dir / ".hydra" / "config.yaml").write_text(f"method:\n  name: {method}\ndata:\n  name: {data}\nseed: {seed}\n")
@@ -75,10 +90,14 @@ def write_run(run_dir: Path, method: str, seed: int, data: str = "shapes", *, ge
         n = 120
         labels = rng.integers(0, 4, n)
         features = rng.normal(size=(n, 8)).astype(np.float32) + labels[:, None].astype(np.float32)
-        np.savez(run_dir / "eval" / "embedding.npz", features=features, labels=labels.astype(np.int64),
-                 class_names=np.array(["circle", "square", "triangle", "star"]),
-                 factor_names=np.array(["scale", "rotation"]),
-                 factors=rng.random((n, 2)).astype(np.float32))
+        np.savez(
+            run_dir / "eval" / "embedding.npz",
+            features=features,
+            labels=labels.astype(np.int64),
+            class_names=np.array(["circle", "square", "triangle", "star"]),
+            factor_names=np.array(["scale", "rotation"]),
+            factors=rng.random((n, 2)).astype(np.float32),
+        )
     return run_dir
 
 
@@ -141,9 +160,15 @@ def test_split_list_accepts_hydra_lists_globs_and_quotes():
 def test_report_writes_both_files_and_pngs(report):
     assert (report / "report.html").is_file() and (report / "report.md").is_file()
     pngs = sorted(p.name for p in report.glob("*.png"))
-    for expected in ("shapes-content-vs-style.png", "shapes-style-factors.png", "shapes-training-curves.png",
-                     "shapes-simvae-reconstructions.png", "shapes-simvae-samples.png",
-                     "shapes-simvae-traversals.png", "shapes-simvae-embedding.png"):
+    for expected in (
+        "shapes-content-vs-style.png",
+        "shapes-style-factors.png",
+        "shapes-training-curves.png",
+        "shapes-simvae-reconstructions.png",
+        "shapes-simvae-samples.png",
+        "shapes-simvae-traversals.png",
+        "shapes-simvae-embedding.png",
+    ):
         assert expected in pngs, pngs
     assert not [p for p in report.parent.iterdir() if p.name.startswith(".")], "staging directory left behind"
 
@@ -195,8 +220,7 @@ def test_glob_and_multirun_folder_inputs(multirun, tmp_path, monkeypatch, capsys
         assert result.returncode == 0, result.stderr
         assert "7 runs" in (out / "report.md").read_text()
     # Re-running into an existing report directory replaces the report in place.
-    again = report_main(monkeypatch, capsys, f"runs=[{multirun}/0,{multirun}/2]", f"out={by_glob}",
-                        "embedding=none")
+    again = report_main(monkeypatch, capsys, f"runs=[{multirun}/0,{multirun}/2]", f"out={by_glob}", "embedding=none")
     assert again.returncode == 0, again.stderr
     assert "2 runs" in (by_glob / "report.md").read_text()
     assert "2 runs" in (by_glob / "report.html").read_text()
@@ -205,8 +229,9 @@ def test_glob_and_multirun_folder_inputs(multirun, tmp_path, monkeypatch, capsys
 def test_several_datasets_get_one_section_each(multirun, tmp_path, monkeypatch, capsys):
     other = write_run(tmp_path / "runs" / "digits-simclr", "simclr", 0, data="digits")
     out = tmp_path / "out"
-    result = report_main(monkeypatch, capsys, f"runs=[{multirun}/0,{multirun}/2,{other}]", f"out={out}",
-                         "embedding=none")
+    result = report_main(
+        monkeypatch, capsys, f"runs=[{multirun}/0,{multirun}/2,{other}]", f"out={out}", "embedding=none"
+    )
     assert result.returncode == 0, result.stderr
     markdown = (out / "report.md").read_text()
     assert "## Dataset: shapes" in markdown and "## Dataset: digits" in markdown
@@ -224,7 +249,9 @@ def test_zero_epoch_runs_form_their_own_untrained_group(tmp_path):
     (untrained / "metrics.json").write_text(json.dumps(metrics))
     groups = group_runs(load_runs(find_run_dirs([str(tmp_path)])))["shapes"]
     assert [(g.name, [r.path for r in g.runs]) for g in groups] == [
-        ("simclr", [trained.resolve()]), ("simclr (untrained)", [untrained.resolve()])]
+        ("simclr", [trained.resolve()]),
+        ("simclr (untrained)", [untrained.resolve()]),
+    ]
 
 
 def assert_error(result, *fragments: str) -> None:
@@ -252,8 +279,7 @@ def test_bad_inputs_exit_2_and_write_nothing(multirun, tmp_path, monkeypatch, ca
 
     assert_error(run(f"runs={tmp_path}/nothing-*", f"out={out}"), "nothing-*")
     assert_error(run(f"runs=[{multirun}/0,{tmp_path}/missing]", f"out={out}"), "missing")
-    assert_error(run(f"runs=[{multirun}/0,{broken}]", f"out={out}"),
-                 str(broken / "metrics.json"), "not valid JSON")
+    assert_error(run(f"runs=[{multirun}/0,{broken}]", f"out={out}"), str(broken / "metrics.json"), "not valid JSON")
     assert_error(run(f"runs=[{multirun}/0]", f"out={a_file}"), str(a_file), "is a file")
     assert_error(run("runs=[]", f"out={out}"), "No runs given")
     assert_error(run(f"runs=[{multirun}/0]"), "out=")
@@ -277,14 +303,24 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not on PATH (apt-get install chromium; "
-                    "`make test-all` installs it when run as root)")
+@pytest.mark.skipif(
+    _chromium() is None,
+    reason="Chromium is not on PATH (apt-get install chromium; `make test-all` installs it when run as root)",
+)
 def test_report_opens_in_headless_chromium_with_every_image_loaded(report, tmp_path):
     """The report's inline script marks each <img> and <body>; --dump-dom shows the verdict."""
     page = (report / "report.html").resolve()
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-               page.as_uri()]
+    command = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout

@@ -1,4 +1,5 @@
 """genssl-train / genssl-eval end to end on small data: run-dir contract, resume, errors, priors."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import textwrap
 
 import pytest
 import torch
-
 from conftest import TINY, run_cli
 
 DIGITS = ["data=digits", "data.train_subset=256", "data.test_subset=128", "trainer.batch_size=32", *TINY]
@@ -28,8 +28,9 @@ def assert_one_paragraph_error(result, *fragments):
 
 
 def test_simvae_run_writes_the_run_dir_contract(tmp_path):
-    result, run_dir = train(tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=2", "trainer.log_every=4",
-                            "eval.knn.k=5")
+    result, run_dir = train(
+        tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=2", "trainer.log_every=4", "eval.knn.k=5"
+    )
     assert result.returncode == 0, result.stderr
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -53,8 +54,9 @@ def test_simvae_run_writes_the_run_dir_contract(tmp_path):
     for artefact in ("embedding.npz", "reconstructions.png", "samples.png", "traversals.png"):
         assert (run_dir / "eval" / artefact).is_file(), artefact
     # The baseline is the untrained network of this seed: a zero-epoch run scores exactly it.
-    untrained, untrained_dir = train(tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=0", "eval.knn.k=5",
-                                     name="untrained")
+    untrained, untrained_dir = train(
+        tmp_path, "method=simvae", *DIGITS, "trainer.max_epochs=0", "eval.knn.k=5", name="untrained"
+    )
     assert untrained.returncode == 0, untrained.stderr
     zero = json.loads((untrained_dir / "metrics.json").read_text())
     assert zero["train"]["steps"] == 0 and (untrained_dir / "checkpoints" / "last.pt").is_file()
@@ -76,6 +78,7 @@ def test_simvae_run_writes_the_run_dir_contract(tmp_path):
     assert mlp[0] == pytest.approx(mlp[1], abs=2 / 128)
     # The summary table shows the run's figures.
     from genssl.eval.summary import format_table, rows
+
     table = format_table(rows([run_dir, tmp_path / "missing"]))
     assert "simvae" in table and f"{metrics['content']['linear']:.4f}" in table and "missing" not in table
 
@@ -98,7 +101,8 @@ def test_resume_continues_exactly(tmp_path, method):
 
 
 def test_user_prior_from_own_module_trains_and_is_checkpointed(tmp_path):
-    (tmp_path / "userpriors.py").write_text(textwrap.dedent("""
+    (tmp_path / "userpriors.py").write_text(
+        textwrap.dedent("""
         import pyro, torch
         import pyro.distributions as dist
         from pyro.nn import PyroModule, PyroParam
@@ -110,11 +114,21 @@ def test_user_prior_from_own_module_trains_and_is_checkpointed(tmp_path):
 
             def forward(self, batch_size, latent_dim):
                 return pyro.sample("y", dist.Laplace(0.0, self.scale).expand([latent_dim]).to_event(1))
-    """))
+    """)
+    )
     run_dir = tmp_path / "run"
-    result = run_cli("genssl-train", "method=simvae", *DIGITS, "trainer.max_steps=6", "eval.enabled=false",
-                     "model.prior._target_=userpriors.LaplacePrior", "+model.prior.scale=0.5",
-                     f"hydra.run.dir={run_dir}", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    result = run_cli(
+        "genssl-train",
+        "method=simvae",
+        *DIGITS,
+        "trainer.max_steps=6",
+        "eval.enabled=false",
+        "model.prior._target_=userpriors.LaplacePrior",
+        "+model.prior.scale=0.5",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["method"]
     key = "objective.model.prior.scale_unconstrained"
@@ -124,23 +138,33 @@ def test_user_prior_from_own_module_trains_and_is_checkpointed(tmp_path):
 
 
 def test_mixture_prior_via_name(tmp_path):
-    result, run_dir = train(tmp_path, "method=simvae", "model.prior=mog", "model.latent_dim=8", *DIGITS,
-                            "trainer.max_steps=4", "eval.enabled=false")
+    result, run_dir = train(
+        tmp_path,
+        "method=simvae",
+        "model.prior=mog",
+        "model.latent_dim=8",
+        *DIGITS,
+        "trainer.max_steps=4",
+        "eval.enabled=false",
+    )
     assert result.returncode == 0, result.stderr
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["method"]
     assert state["objective.model.prior.means_unconstrained"].shape == (10, 8)
 
 
-@pytest.mark.parametrize("override,fragments", [
-    ("method=simclrr", ["method 'simclrr'", "'simvae'", "'vae'"]),
-    ("data=imagenet", ["data 'imagenet'", "'fashion_mnist'", "'shapes'"]),
-    ("model.prior=cauchy", ["model.prior 'cauchy'", "'flat'", "'mog'", "_target_"]),
-    ("trainer.device=cuda", ["trainer.device=cuda", "no CUDA device"]),
-    ("data.num_views=1", ["data.num_views=1", "method=vae"]),
-    ("model.prior._target_=nowhere.Prior", ["nowhere.Prior", "prior"]),
-    ("trainer.resume=true", ["no checkpoint"]),
-    ("data.image_size=40", ["40×40", "28, 32, 64", "net.encoder=mlp"]),
-])
+@pytest.mark.parametrize(
+    "override,fragments",
+    [
+        ("method=simclrr", ["method 'simclrr'", "'simvae'", "'vae'"]),
+        ("data=imagenet", ["data 'imagenet'", "'fashion_mnist'", "'shapes'"]),
+        ("model.prior=cauchy", ["model.prior 'cauchy'", "'flat'", "'mog'", "_target_"]),
+        ("trainer.device=cuda", ["trainer.device=cuda", "no CUDA device"]),
+        ("data.num_views=1", ["data.num_views=1", "method=vae"]),
+        ("model.prior._target_=nowhere.Prior", ["nowhere.Prior", "prior"]),
+        ("trainer.resume=true", ["no checkpoint"]),
+        ("data.image_size=40", ["40×40", "28, 32, 64", "net.encoder=mlp"]),
+    ],
+)
 def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, override, fragments):
     if override == "trainer.device=cuda" and torch.cuda.is_available():
         pytest.skip("a GPU is visible")
@@ -156,8 +180,16 @@ def test_eval_without_run_dir_explains(tmp_path):
 
 @pytest.mark.parametrize("method", ["simvae", "beta_vae"])
 def test_shapes_trains_and_evaluates(tmp_path, method):
-    result, run_dir = train(tmp_path, f"method={method}", "data=shapes", "data.options.num_train=512",
-                            "data.options.num_test=256", "trainer.batch_size=64", "trainer.max_epochs=1", *TINY)
+    result, run_dir = train(
+        tmp_path,
+        f"method={method}",
+        "data=shapes",
+        "data.options.num_train=512",
+        "data.options.num_test=256",
+        "trainer.batch_size=64",
+        "trainer.max_epochs=1",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["data"] == "shapes" and 0.0 <= metrics["content"]["linear"] <= 1.0
@@ -170,8 +202,16 @@ def test_shapes_trains_and_evaluates(tmp_path, method):
 
 
 def test_bf16_on_cpu_and_wandb_offline(tmp_path):
-    result, run_dir = train(tmp_path, "method=vae", *DIGITS, "trainer.max_steps=3", "trainer.precision=bf16",
-                            "logger=wandb", "trainer.log_every=1", "eval.enabled=false")
+    result, run_dir = train(
+        tmp_path,
+        "method=vae",
+        *DIGITS,
+        "trainer.max_steps=3",
+        "trainer.precision=bf16",
+        "logger=wandb",
+        "trainer.log_every=1",
+        "eval.enabled=false",
+    )
     assert result.returncode == 0, result.stderr
     assert list((run_dir / "wandb").glob("offline-run-*")), "wandb should log offline into the run dir"
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 3

@@ -1,4 +1,5 @@
 """Datasets as uint8 tensors, ground-truth style factors, and batched multi-view augmentation."""
+
 from genssl.data.augment import MultiViewAugment, build_augment
 from genssl.data.datasets import DATASETS, dataset_options, load_dataset
 from genssl.data.styled import STYLE_KINDS, STYLE_RANGES, apply_style, style_split

@@ -11,6 +11,7 @@ follow in a fixed order: colour jitter (brightness, contrast, saturation, hue), 
 function of the view.) Inputs are expected at the output size, as :func:`load_dataset` delivers
 them; other sizes are resampled bilinearly by the same affine map.
 """
+
 from __future__ import annotations
 
 import math
@@ -99,9 +100,7 @@ class MultiViewAugment(torch.nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Views ``[B, J, C, S, S]`` and the recorded parameters ``{name: [B, J]}``."""
         if images.dim() != 4 or images.shape[-1] != images.shape[-2]:
-            raise ShapeError(
-                f"MultiViewAugment expects square images [B, C, H, W], got shape {tuple(images.shape)}."
-            )
+            raise ShapeError(f"MultiViewAugment expects square images [B, C, H, W], got shape {tuple(images.shape)}.")
         if generator is not None and generator.device.type != images.device.type:
             raise ConfigError(
                 f"The augmentation generator is on {generator.device} but the images are on "
@@ -122,8 +121,7 @@ class MultiViewAugment(torch.nn.Module):
         if not self.geometric:
             if x.shape[-1] == size:
                 return x
-            return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                 align_corners=False)
+            return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         n = x.shape[0]
         one = torch.ones(n, device=x.device)
         width, height, cx, cy = one, one, 0.5 * one, 0.5 * one
@@ -149,16 +147,17 @@ class MultiViewAugment(torch.nn.Module):
         # points down, so this R turns the picture counter-clockwise by +angle, like torchvision.
         t = torch.deg2rad(angle)
         cos, sin = torch.cos(t), torch.sin(t)
-        theta = torch.stack((
-            torch.stack((width * flip_x * cos, -width * flip_x * sin, 2.0 * cx - 1.0), dim=-1),
-            torch.stack((height * flip_y * sin, height * flip_y * cos, 2.0 * cy - 1.0), dim=-1),
-        ), dim=-2)
+        theta = torch.stack(
+            (
+                torch.stack((width * flip_x * cos, -width * flip_x * sin, 2.0 * cx - 1.0), dim=-1),
+                torch.stack((height * flip_y * sin, height * flip_y * cos, 2.0 * cy - 1.0), dim=-1),
+            ),
+            dim=-2,
+        )
         grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    def _photometric(
-        self, x: torch.Tensor, draw: _Draw, params: dict[str, torch.Tensor], rgb: bool
-    ) -> torch.Tensor:
+    def _photometric(self, x: torch.Tensor, draw: _Draw, params: dict[str, torch.Tensor], rgb: bool) -> torch.Tensor:
         if self.color_jitter is not None:
             x = self._jitter(x, draw, params, rgb)
         if self.grayscale > 0 and rgb:
@@ -172,9 +171,7 @@ class MultiViewAugment(torch.nn.Module):
                 x = colour.gaussian_blur(x, params["blur_sigma"], kernel)
         return x
 
-    def _jitter(
-        self, x: torch.Tensor, draw: _Draw, params: dict[str, torch.Tensor], rgb: bool
-    ) -> torch.Tensor:
+    def _jitter(self, x: torch.Tensor, draw: _Draw, params: dict[str, torch.Tensor], rgb: bool) -> torch.Tensor:
         cfg = self.color_jitter
         chosen = draw.bernoulli(cfg["p"])
         jittered = x
@@ -252,11 +249,8 @@ def build_augment(cfg: Mapping[str, Any] | None, num_views: int, image_size: int
         raise ConfigError(f"data.augment must be a mapping with keys {choices(OPTIONS)}, got {cfg!r}.")
     unknown = sorted(set(cfg) - set(OPTIONS))
     if unknown:
-        raise ConfigError(
-            f"data.augment has unknown key(s) {choices(unknown)}; valid keys are {choices(OPTIONS)}."
-        )
+        raise ConfigError(f"data.augment has unknown key(s) {choices(unknown)}; valid keys are {choices(OPTIONS)}.")
     for key in PROBABILITIES:
         if cfg.get(key) is None:
             cfg.pop(key, None)  # null means "off", which for a probability is 0
     return MultiViewAugment(num_views, image_size, **cfg)
-

@@ -4,6 +4,7 @@ Each dict-valued option is completed with defaults for the keys it leaves out; `
 probability of 0) disables the operation. Every error names the option, the bad value and what is
 allowed.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,7 @@ def interval(option: str, value: Any, low: float, high: float) -> tuple[float, f
         raise ConfigError(f"augment.{option}={value!r} must be a pair [min, max].")
     a, b = number(option, value[0]), number(option, value[1])
     if not low < a <= b <= high:
-        raise ConfigError(
-            f"augment.{option}={[a, b]} is out of range: it needs {low} < min <= max <= {high}."
-        )
+        raise ConfigError(f"augment.{option}={[a, b]} is out of range: it needs {low} < min <= max <= {high}.")
     return a, b
 
 
@@ -104,14 +103,14 @@ def _color_jitter(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _blur(cfg: dict[str, Any]) -> dict[str, Any]:
     kernel = cfg["kernel_size"]
-    if kernel is not None and (isinstance(kernel, bool) or not isinstance(kernel, int)
-                               or kernel < 3 or kernel % 2 == 0):
+    if kernel is not None and (
+        isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 3 or kernel % 2 == 0
+    ):
         raise ConfigError(
             f"augment.blur.kernel_size={kernel!r} must be an odd integer >= 3, or null to derive "
             "it from the largest sigma."
         )
-    return {"p": cfg["p"], "sigma": interval("blur.sigma", cfg["sigma"], 0.0, math.inf),
-            "kernel_size": kernel}
+    return {"p": cfg["p"], "sigma": interval("blur.sigma", cfg["sigma"], 0.0, math.inf), "kernel_size": kernel}
 
 
 _CHECKS = {"crop": _crop, "rotation": _rotation, "color_jitter": _color_jitter, "blur": _blur}

@@ -6,6 +6,7 @@ binary attribute (default ``Male``: two well-populated classes, about 42% / 58%)
 attributes are kept as discrete ground-truth style factors. Decoding ~160k JPEGs takes minutes,
 so the result is cached next to the data.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,9 @@ def load_celeba(
     for split in ("train", "test"):
         data = open_torchvision(
             lambda dl, split=split: CelebA(root, split=split, target_type="attr", download=dl),
-            "CelebA", download, str(Path(root) / "celeba"),
+            "CelebA",
+            download,
+            str(Path(root) / "celeba"),
             "img_align_celeba/*.jpg plus list_attr_celeba.txt, identity_CelebA.txt, "
             "list_bbox_celeba.txt, list_landmarks_align_celeba.txt and list_eval_partition.txt; "
             "downloading needs the gdown package",
@@ -68,23 +71,18 @@ def load_celeba(
         images = _decoded(image_dir, list(data.filename), split, crop, size, cache)
         splits[split] = ImageSplit(images, data.attr[:, label_index].long().contiguous(), factors)
     kinds = {a: "discrete" for a in splits["train"].factors}
-    return ImageDataset(
-        "celeba", splits["train"], splits["test"], 2, [f"not {label_attr}", label_attr], kinds
-    )
+    return ImageDataset("celeba", splits["train"], splits["test"], 2, [f"not {label_attr}", label_attr], kinds)
 
 
 def _attr_index(names: list[str], attr: str, option: str) -> int:
     if attr not in names:
         raise ConfigError(
-            f"CelebA has no attribute '{attr}' (option data.options.{option}); "
-            f"choose from {choices(names)}."
+            f"CelebA has no attribute '{attr}' (option data.options.{option}); choose from {choices(names)}."
         )
     return names.index(attr)
 
 
-def _decoded(
-    image_dir: Path, filenames: list[str], split: str, crop: int, size: int, cache: bool
-) -> torch.Tensor:
+def _decoded(image_dir: Path, filenames: list[str], split: str, crop: int, size: int, cache: bool) -> torch.Tensor:
     """All images of a split as uint8 [N, 3, size, size], from the cache when it matches."""
     cache_file = image_dir.parent / CACHE_DIR / f"{split}-crop{crop}-{size}px.pt"
     if cache and cache_file.is_file():
@@ -99,8 +97,11 @@ def _decoded(
     # PIL releases the GIL while decoding and resizing, so threads use all cores.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         progress = tqdm(
-            pool.map(decode, range(len(filenames))), total=len(filenames),
-            desc=f"CelebA {split}: decoding JPEGs", unit="img", disable=len(filenames) < 1000,
+            pool.map(decode, range(len(filenames))),
+            total=len(filenames),
+            desc=f"CelebA {split}: decoding JPEGs",
+            unit="img",
+            disable=len(filenames) < 1000,
         )
         for _ in progress:
             pass

@@ -5,6 +5,7 @@ on the images' device with no Python loop over images, and keeps values in [0, 1
 torchvision's ``ColorJitter`` definitions (blend with black, the mean grey level, the grey image;
 hue rotation in HSV), clamping after each step as torchvision does.
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ size); this module then applies what is common to all: the seeded train/test sub
 antialiased resize to ``image_size`` and, for grey datasets on request, the colour/position/scale
 styling of :mod:`genssl.data.styled`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -144,7 +145,6 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     out = torch.empty(*images.shape[:2], size, size, dtype=torch.uint8)
     for start in range(0, images.shape[0], _RESIZE_CHUNK):
         part = images[start : start + _RESIZE_CHUNK].float()
-        resized = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True,
-                                align_corners=False)
+        resized = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[start : start + _RESIZE_CHUNK] = resized.round().clamp(0, 255).to(torch.uint8)
     return out

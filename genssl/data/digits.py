@@ -1,4 +1,5 @@
 """scikit-learn's bundled 8×8 handwritten digits (1,797 images): a dataset that is always there."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ IDX: two zero bytes, a type code, the number of dimensions, then one big-endian 
 dimension, then the data in C order. (Fashion-)MNIST only uses unsigned bytes, but the other type
 codes are cheap to support and make a truncated or foreign file fail with a clear message.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,5 @@
 """Config values as plain Python: OmegaConf's DictConfig/ListConfig become dicts and lists."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

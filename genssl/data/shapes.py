@@ -21,6 +21,7 @@ at least 4% of the side (a black border of one pixel or more from 28 px up).
 Shapes are signed-distance functions in a local frame where the shape fits the unit disc;
 coverage of a pixel is ``clamp(0.5 - distance_in_pixels, 0, 1)``, a one-pixel antialiasing ramp.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,7 @@ def render_split(count: int, size: int, seed: int) -> ImageSplit:
     generator = torch.Generator().manual_seed(seed)
     labels = torch.randint(len(CLASS_NAMES), (count,), generator=generator)
     factors = {
-        name: low + (high - low) * torch.rand(count, generator=generator)
-        for name, (low, high) in FACTOR_RANGES.items()
+        name: low + (high - low) * torch.rand(count, generator=generator) for name, (low, high) in FACTOR_RANGES.items()
     }
     images = torch.empty(count, 3, size, size, dtype=torch.uint8)
     for start in range(0, count, _CHUNK):
@@ -107,6 +107,7 @@ def hue_to_rgb(hue: torch.Tensor) -> torch.Tensor:
 
 # Signed distances in the local frame (positive outside), each shape inside the unit disc.
 
+
 def _box(ux: torch.Tensor, uy: torch.Tensor, half_w: float, half_h: float) -> torch.Tensor:
     qx, qy = ux.abs() - half_w, uy.abs() - half_h
     outside = torch.hypot(qx.clamp(min=0.0), qy.clamp(min=0.0))
@@ -120,10 +121,7 @@ def _square(ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
 def _triangle(ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
     # Equilateral, apex up, circumradius 0.95 (inradius 0.475): the largest signed distance to
     # its three edge lines (exact inside and near the edges, which is all antialiasing needs).
-    distances = [
-        ux * math.cos(a) + uy * math.sin(a) - 0.475
-        for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
-    ]
+    distances = [ux * math.cos(a) + uy * math.sin(a) - 0.475 for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
     return torch.maximum(torch.maximum(distances[0], distances[1]), distances[2])
 
 

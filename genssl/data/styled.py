@@ -32,6 +32,7 @@ Rendering is one affine sampling grid (:func:`style_grid`) and one ``grid_sample
 images at twice the resolution, then a 2×2 average pool: the 2× supersampling antialiases the
 down-scaling.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -50,8 +51,8 @@ STYLE_RANGES: dict[str, tuple[float, float]] = {
     "scale": (0.55, 0.75),
 }
 STYLE_KINDS: dict[str, str] = {name: "continuous" for name in STYLE_RANGES}
-_CHUNK = 2048       # images rendered at once; bounds the [chunk, 2H, 2W] grid and image temporaries
-_SUPERSAMPLE = 2    # render at this multiple of the size, then average-pool back down
+_CHUNK = 2048  # images rendered at once; bounds the [chunk, 2H, 2W] grid and image temporaries
+_SUPERSAMPLE = 2  # render at this multiple of the size, then average-pool back down
 
 
 def draw_style(count: int, seed: int = 0, stream: int = 0) -> dict[str, torch.Tensor]:
@@ -61,8 +62,9 @@ def draw_style(count: int, seed: int = 0, stream: int = 0) -> dict[str, torch.Te
     the test split stream 1.
     """
     generator = torch.Generator().manual_seed(2 * int(seed) + int(stream))
-    return {name: low + (high - low) * torch.rand(count, generator=generator)
-            for name, (low, high) in STYLE_RANGES.items()}
+    return {
+        name: low + (high - low) * torch.rand(count, generator=generator) for name, (low, high) in STYLE_RANGES.items()
+    }
 
 
 def render_style(images: torch.Tensor, factors: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -150,5 +152,4 @@ def style_split(split: ImageSplit, seed: int = 0, stream: int = 0) -> ImageSplit
 def apply_style(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
     """A grey dataset as its styled RGB version, factors recorded; see the module docstring."""
     styled = attach_style_factors(dataset, seed)
-    return replace(styled, train=render_styled_split(styled.train),
-                   test=render_styled_split(styled.test)).validate()
+    return replace(styled, train=render_styled_split(styled.train), test=render_styled_split(styled.test)).validate()

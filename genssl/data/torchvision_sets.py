@@ -4,6 +4,7 @@ torchvision defines the on-disk layout, checks the files and downloads them; thi
 turns its arrays into the :class:`ImageSplit` layout and turns its failures into one
 :class:`DataError` that says where the files belong and how to get them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,13 +21,20 @@ from genssl.errors import DataError
 DEFAULT_ROOT = "data/"
 
 STL10_CLASS_NAMES = [
-    "airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck",
+    "airplane",
+    "bird",
+    "car",
+    "cat",
+    "deer",
+    "dog",
+    "horse",
+    "monkey",
+    "ship",
+    "truck",
 ]
 
 
-def open_torchvision(
-    make: Callable[[bool], Any], name: str, download: bool, where: str, source: str
-) -> Any:
+def open_torchvision(make: Callable[[bool], Any], name: str, download: bool, where: str, source: str) -> Any:
     """Build a torchvision dataset, downloading only when the files are not already there.
 
     ``make(download)`` constructs the dataset. It is tried without downloading first, so a present
@@ -63,7 +71,9 @@ def load_mnist(root: str | None = None, download: bool = True) -> ImageDataset:
     for split, train in (("train", True), ("test", False)):
         data = open_torchvision(
             lambda dl, train=train: MNIST(root, train=train, download=dl),
-            "MNIST", download, str(Path(root) / "MNIST" / "raw"),
+            "MNIST",
+            download,
+            str(Path(root) / "MNIST" / "raw"),
             "the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
             "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, decompressed",
         )
@@ -80,9 +90,10 @@ def load_cifar10(root: str | None = None, download: bool = True) -> ImageDataset
     for split, train in (("train", True), ("test", False)):
         data = open_torchvision(
             lambda dl, train=train: CIFAR10(root, train=train, download=dl),
-            "CIFAR-10", download, str(Path(root) / "cifar-10-batches-py"),
-            "the python pickle batches data_batch_1..5, test_batch and batches.meta, "
-            "from cifar-10-python.tar.gz",
+            "CIFAR-10",
+            download,
+            str(Path(root) / "cifar-10-batches-py"),
+            "the python pickle batches data_batch_1..5, test_batch and batches.meta, from cifar-10-python.tar.gz",
         )
         # torchvision keeps CIFAR as HWC numpy; the contract is CHW.
         images = torch.from_numpy(np.ascontiguousarray(data.data.transpose(0, 3, 1, 2)))
@@ -104,9 +115,10 @@ def load_stl10(root: str | None = None, download: bool = True) -> ImageDataset:
     for split in ("train", "test"):
         data = open_torchvision(
             lambda dl, split=split: STL10(root, split=split, download=dl),
-            "STL-10", download, str(Path(root) / "stl10_binary"),
-            "train_X.bin, train_y.bin, unlabeled_X.bin, test_X.bin and test_y.bin from "
-            "stl10_binary.tar.gz",
+            "STL-10",
+            download,
+            str(Path(root) / "stl10_binary"),
+            "train_X.bin, train_y.bin, unlabeled_X.bin, test_X.bin and test_y.bin from stl10_binary.tar.gz",
         )
         images = torch.from_numpy(np.ascontiguousarray(data.data))  # already CHW
         splits[split] = ImageSplit(images, torch.as_tensor(data.labels, dtype=torch.long))

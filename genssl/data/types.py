@@ -4,6 +4,7 @@ All images are held as one uint8 tensor per split, ``[N, C, H, W]`` on the CPU. 
 fraction of the size of float images, it feeds the batched GPU augmentation directly (one index
 and one ``.to(device)`` per batch, no per-item Python), and it is the same for every dataset.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -94,9 +95,7 @@ def _check_split(name: str, split_name: str, split: ImageSplit, kinds: dict[str,
             f"expected int64 [{images.shape[0]}]."
         )
     if set(split.factors) != set(kinds):
-        raise ShapeError(
-            f"{where} has factors {sorted(split.factors)} but declares kinds for {sorted(kinds)}."
-        )
+        raise ShapeError(f"{where} has factors {sorted(split.factors)} but declares kinds for {sorted(kinds)}.")
     for factor, values in split.factors.items():
         want = torch.float32 if kinds[factor] == "continuous" else torch.int64
         if values.dtype != want or values.shape != (images.shape[0],):

@@ -5,6 +5,7 @@ are loaded (``weights_only=True``) and ``metrics.json`` is rewritten beside it. 
 arguments override the run's config, e.g. ``eval.knn.k=10`` or ``trainer.device=cpu``; evaluation
 settings the run's config lacks (added to the protocol later) take today's defaults.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -24,8 +25,10 @@ def parse_args(argv: list[str]) -> tuple[Path, Path, list[str]]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep:
-            raise ConfigError(f"Unexpected argument '{arg}': genssl-eval takes run_dir=<dir> or checkpoint=<file>, "
-                              "plus key=value overrides of the run's config.")
+            raise ConfigError(
+                f"Unexpected argument '{arg}': genssl-eval takes run_dir=<dir> or checkpoint=<file>, "
+                "plus key=value overrides of the run's config."
+            )
         if key == "run_dir":
             run_dir = Path(value)
         elif key == "checkpoint":
@@ -33,14 +36,18 @@ def parse_args(argv: list[str]) -> tuple[Path, Path, list[str]]:
         else:
             overrides.append(arg)
     if run_dir is None and checkpoint is None:
-        raise ConfigError("genssl-eval needs run_dir=<dir of a genssl-train run> or checkpoint=<.../checkpoints/last.pt>.")
+        raise ConfigError(
+            "genssl-eval needs run_dir=<dir of a genssl-train run> or checkpoint=<.../checkpoints/last.pt>."
+        )
     if run_dir is None:
         run_dir = checkpoint.resolve().parent.parent
     checkpoint = checkpoint or run_dir / "checkpoints" / "last.pt"
     for path, what in ((run_dir / ".hydra" / "config.yaml", "the run's config"), (checkpoint, "the checkpoint")):
         if not path.is_file():
-            raise ConfigError(f"Cannot evaluate {run_dir}: {what} {path} does not exist. Point run_dir= at a "
-                              "directory written by genssl-train (it holds .hydra/config.yaml and checkpoints/last.pt).")
+            raise ConfigError(
+                f"Cannot evaluate {run_dir}: {what} {path} does not exist. Point run_dir= at a "
+                "directory written by genssl-train (it holds .hydra/config.yaml and checkpoints/last.pt)."
+            )
     return run_dir, checkpoint, overrides
 
 
@@ -75,8 +82,11 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path, cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
     restore_weights(method, checkpoint)
     metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {
-        "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed}
+    metrics = (
+        json.loads(metrics_path.read_text())
+        if metrics_path.is_file()
+        else {"method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed}
+    )
     metrics.update(evaluate_with_baseline(cfg, method, dataset, device, run_dir, trained=checkpoint["step"] > 0))
     write_json_atomic(metrics_path, metrics)
     return metrics

@@ -1,4 +1,5 @@
 """Unsupervised content metric: does a Gaussian mixture on the features find the classes?"""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +12,6 @@ from torch.nn import functional as F
 
 from genssl.errors import ShapeError
 from genssl.eval.probes import check_features, standardise
-
 
 
 def hungarian_accuracy(clusters: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
@@ -49,11 +49,11 @@ def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, max_iter: int = 
     emptied cluster keeps its previous centre.
     """
     first = int(torch.randint(len(x), (1,), generator=generator))
-    centres = x[first:first + 1]
+    centres = x[first : first + 1]
     nearest = torch.cdist(x, centres).squeeze(1).pow(2)
     for _ in range(1, k):
         pick = int(torch.multinomial((nearest / nearest.sum()).cpu(), 1, generator=generator))
-        centres = torch.cat([centres, x[pick:pick + 1]])
+        centres = torch.cat([centres, x[pick : pick + 1]])
         nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(1))
     labels = torch.cdist(x, centres).argmin(1)
     for _ in range(max_iter):
@@ -67,8 +67,7 @@ def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, max_iter: int = 
     return labels
 
 
-def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mixture weights, means and regularised full covariances maximising the expected log-likelihood.
 
     Float64 throughout: in float32 the rounding of the large directions of a nearly degenerate
@@ -95,8 +94,15 @@ def _log_joint(x: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, covs
     return -0.5 * (d * math.log(2 * math.pi) + log_det + mahalanobis.double()) + weights.log()
 
 
-def fit_gmm(x: torch.Tensor, k: int, seed: int = 0, n_init: int = 1, max_iter: int = 100, tol: float = 1e-3,
-            reg_covar: float = 1e-4) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], bool, float]:
+def fit_gmm(
+    x: torch.Tensor,
+    k: int,
+    seed: int = 0,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-4,
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], bool, float]:
     """Full-covariance Gaussian mixture by EM on ``x``'s device; returns (weights, means, covs), whether
     EM converged and the mean log-likelihood of ``x``.
 
@@ -130,9 +136,19 @@ def fit_gmm(x: torch.Tensor, k: int, seed: int = 0, n_init: int = 1, max_iter: i
     return best
 
 
-def gmm_clustering(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int,
-                   seed: int = 0, *, pca_dim: int = 32, max_train: int | None = 10000, n_init: int = 1,
-                   max_iter: int = 100, reg_covar: float = 1e-4) -> dict[str, float]:
+def gmm_clustering(
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    seed: int = 0,
+    *,
+    pca_dim: int = 32,
+    max_train: int | None = 10000,
+    n_init: int = 1,
+    max_iter: int = 100,
+    reg_covar: float = 1e-4,
+) -> dict[str, float]:
     """Fit a ``num_classes``-component Gaussian mixture to train features, score its test clusters.
 
     Protocol: features are standardised with training statistics and projected onto the top
@@ -160,6 +176,9 @@ def gmm_clustering(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Te
     params, converged, _ = fit_gmm(train_z, num_classes, seed, n_init, max_iter, reg_covar=reg_covar)
     clusters = _log_joint(test_z.float(), *params).argmax(1).cpu().numpy()
     labels = test_y.cpu().numpy()
-    return {"gmm_acc": hungarian_accuracy(clusters, labels),
-            "nmi": float(normalized_mutual_info_score(labels, clusters)),
-            "ari": float(adjusted_rand_score(labels, clusters)), "converged": float(converged)}
+    return {
+        "gmm_acc": hungarian_accuracy(clusters, labels),
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+        "ari": float(adjusted_rand_score(labels, clusters)),
+        "converged": float(converged),
+    }

@@ -4,6 +4,7 @@
 Both share :func:`genssl.eval.style.prepare_factors`: a factor constant in train (or, continuous,
 in test) is left out and listed under ``"skipped"`` with the reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ from genssl.eval.probes import check_features, split_indices, standardise
 from genssl.eval.style import Factor, prepare_factors, r2_score, subsample
 
 
-def lasso_weights(x: torch.Tensor, y: torch.Tensor, alphas: Sequence[float], iters: int = 1000,
-                  tol: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+def lasso_weights(
+    x: torch.Tensor, y: torch.Tensor, alphas: Sequence[float], iters: int = 1000, tol: float = 1e-7
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lasso fits of every column of ``y [n, T]`` on ``x [n, d]`` for every α, all at once.
 
     Minimises (1/2n)‖y − x w − b‖² + α‖w‖₁ (unpenalised intercept) by FISTA on the Gram matrix
@@ -71,11 +73,19 @@ def _normalised_entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
     return -(q * q.clamp_min(1e-300).log()).sum(dim) / math.log(size)
 
 
-def dci(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor], test_x: torch.Tensor,
-        test_factors: Mapping[str, torch.Tensor], kinds: Mapping[str, str], seed: int = 0, *,
-        max_train: int | None = 20000, val_fraction: float = 0.1,
-        alphas: Sequence[float] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4), tolerance: float = 0.01
-        ) -> dict[str, object]:
+def dci(
+    train_x: torch.Tensor,
+    train_factors: Mapping[str, torch.Tensor],
+    test_x: torch.Tensor,
+    test_factors: Mapping[str, torch.Tensor],
+    kinds: Mapping[str, str],
+    seed: int = 0,
+    *,
+    max_train: int | None = 20000,
+    val_fraction: float = 0.1,
+    alphas: Sequence[float] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4),
+    tolerance: float = 0.01,
+) -> dict[str, object]:
     """Disentanglement, completeness and informativeness (Eastwood & Williams 2018) with lasso importances.
 
     Regressors: on standardised codes (train statistics) and standardised targets, one lasso per
@@ -107,8 +117,15 @@ def dci(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor], test_x
     names, per_factor = list(usable), {}
     values = {n: usable[n].train.to(device) if rows is None else usable[n].train.to(device)[rows] for n in names}
     if not names:
-        return {"disentanglement": None, "completeness": None, "informativeness": None, "per_factor": {},
-                "importance": [], "factors": [], "skipped": skipped}
+        return {
+            "disentanglement": None,
+            "completeness": None,
+            "informativeness": None,
+            "per_factor": {},
+            "importance": [],
+            "factors": [],
+            "skipped": skipped,
+        }
     blocks = [_targets(usable[n], values[n]) for n in names]  # one column, or one per class
     spans = torch.tensor([0] + [blk.shape[1] for blk in blocks]).cumsum(0).tolist()
     target = torch.cat(blocks, 1)
@@ -125,7 +142,7 @@ def dci(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor], test_x
         scores = _score(usable[name], val_prediction[..., block], values[name][val])
         choice = int(torch.nonzero(scores >= scores.max() - tolerance)[0])  # largest α within tolerance
         test_values = usable[name].test.to(device)
-        informativeness = _score(usable[name], test_prediction[choice:choice + 1, :, block], test_values)[0].item()
+        informativeness = _score(usable[name], test_prediction[choice : choice + 1, :, block], test_values)[0].item()
         columns.append(w_all[choice, :, block].abs().sum(1))
         per_factor[name] = {"informativeness": informativeness, "alpha": grid[choice]}
     importance = torch.stack(columns, 1)  # [D, K]
@@ -135,9 +152,15 @@ def dci(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor], test_x
     completeness = 1 - _normalised_entropy(importance, 0)
     for name, c in zip(names, completeness.tolist()):
         per_factor[name]["completeness"] = c
-    return {"disentanglement": disentanglement, "completeness": completeness.mean().item(),
-            "informativeness": sum(p["informativeness"] for p in per_factor.values()) / len(names),
-            "per_factor": per_factor, "importance": importance.tolist(), "factors": names, "skipped": skipped}
+    return {
+        "disentanglement": disentanglement,
+        "completeness": completeness.mean().item(),
+        "informativeness": sum(p["informativeness"] for p in per_factor.values()) / len(names),
+        "per_factor": per_factor,
+        "importance": importance.tolist(),
+        "factors": names,
+        "skipped": skipped,
+    }
 
 
 def _bins(values: torch.Tensor, bins: int) -> torch.Tensor:
@@ -152,8 +175,9 @@ def _entropy(counts: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-300).log()).sum(-1)
 
 
-def mig(codes: torch.Tensor, factors: Mapping[str, torch.Tensor], kinds: Mapping[str, str],
-        bins: int = 20) -> dict[str, object]:
+def mig(
+    codes: torch.Tensor, factors: Mapping[str, torch.Tensor], kinds: Mapping[str, str], bins: int = 20
+) -> dict[str, object]:
     """Mutual information gap (Chen et al. 2018) of ``codes [N, D]`` against ground-truth factors.
 
     Every code dimension is discretised into ``bins`` equal-width bins over its range (as in
@@ -175,8 +199,9 @@ def mig(codes: torch.Tensor, factors: Mapping[str, torch.Tensor], kinds: Mapping
         labels = _bins(values.double()[:, None], bins)[:, 0] if factor.kind == "continuous" else values
         k = int(labels.max()) + 1
         joint = torch.zeros(d, bins * k, dtype=torch.float64, device=codes.device)
-        joint.scatter_add_(1, (code_bins * k + labels[:, None]).T, torch.ones(d, n, dtype=torch.float64,
-                                                                               device=codes.device))
+        joint.scatter_add_(
+            1, (code_bins * k + labels[:, None]).T, torch.ones(d, n, dtype=torch.float64, device=codes.device)
+        )
         joint = joint.view(d, bins, k)
         info = _entropy(joint.sum(2)) + _entropy(joint.sum(1)) - _entropy(joint.view(d, -1))  # I = H(c)+H(v)−H(c,v)
         top = info.topk(2).values

@@ -26,6 +26,7 @@ With ``likelihood=bernoulli`` on grey levels the first term is the binary cross-
 uses, not the log-density of a continuous image; values compare runs on the same data and
 likelihood only.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,11 +46,11 @@ from genssl.data.augment import to_unit_float
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.models import FlatPrior, MixturePrior, NormalPrior, SimVAE
 
-CELL_TARGET = 96     # nearest-neighbour upscale so that a cell is about this many pixels wide
-BORDER = 2           # pixels of border between cells (in the upscaled picture)
+CELL_TARGET = 96  # nearest-neighbour upscale so that a cell is about this many pixels wide
+BORDER = 2  # pixels of border between cells (in the upscaled picture)
 # White: stands out against the black backgrounds of the grey datasets and an untrained decoder's grey.
 BORDER_LEVEL = 1.0
-EVAL_IMAGES = 256    # test images for the ELBO and the traversal's latent statistics
+EVAL_IMAGES = 256  # test images for the ELBO and the traversal's latent statistics
 
 
 def has_decoder(method: torch.nn.Module) -> bool:
@@ -82,8 +83,9 @@ def _view_marginal(model: SimVAE, device: torch.device) -> dist.Distribution | N
     return None
 
 
-def _elbo_closed_form(model: SimVAE, guide: torch.nn.Module, x: torch.Tensor, marginal: dist.Distribution,
-                      num_samples: int) -> torch.Tensor:
+def _elbo_closed_form(
+    model: SimVAE, guide: torch.nn.Module, x: torch.Tensor, marginal: dist.Distribution, num_samples: int
+) -> torch.Tensor:
     """Per-image ELBO [N] under the single-view marginal ``marginal`` (see the module docstring)."""
     loc, scale = guide.encode(x)
     q = dist.Normal(loc, scale).to_event(1)
@@ -108,8 +110,9 @@ def _elbo_pyro(method: PyroSSL, x: torch.Tensor) -> torch.Tensor:
         model.beta, guide.beta = saved
 
 
-def test_elbo(method: PyroSSL, images: torch.Tensor, device: torch.device, batch_size: int = 256,
-              num_samples: int = 1) -> float | None:
+def test_elbo(
+    method: PyroSSL, images: torch.Tensor, device: torch.device, batch_size: int = 256, num_samples: int = 1
+) -> float | None:
     """Mean test ELBO in nats per image of uint8 ``images`` [N, C, H, W]; None when not defined.
 
     ``num_samples`` posterior samples per image estimate E_q[log p(x | z)]; averaged over a few
@@ -124,7 +127,7 @@ def test_elbo(method: PyroSSL, images: torch.Tensor, device: torch.device, batch
     total, count = 0.0, 0
     with _evaluating(method):
         for start in range(0, len(images), batch_size):
-            x = to_unit_float(images[start:start + batch_size].to(device))
+            x = to_unit_float(images[start : start + batch_size].to(device))
             if marginal is None:
                 total += float(_elbo_pyro(method, x)) * len(x)
             else:
@@ -154,7 +157,7 @@ def tile(cells: torch.Tensor, upscale: int | None = None, border: int = BORDER) 
     for r in range(rows):
         for k in range(cols):
             top, left = border + r * (h + border), border + k * (w + border)
-            canvas[:, top:top + h, left:left + w] = cells[r, k]
+            canvas[:, top : top + h, left : left + w] = cells[r, k]
     return (canvas.permute(1, 2, 0) * 255.0).round().to(torch.uint8).numpy()
 
 
@@ -192,8 +195,9 @@ def prior_samples_grid(method: PyroSSL, n: int, device: torch.device, seed: int,
     return tile(torch.cat((means, pad)).view(rows, cols, *means.shape[1:]))
 
 
-def top_variance_dims(method: PyroSSL, images: torch.Tensor, device: torch.device, k: int
-                      ) -> tuple[list[int], torch.Tensor]:
+def top_variance_dims(
+    method: PyroSSL, images: torch.Tensor, device: torch.device, k: int
+) -> tuple[list[int], torch.Tensor]:
     """The ``k`` latent dimensions whose posterior means vary most over ``images``, and their std."""
     with _evaluating(method):
         means = method.guide.represent(to_unit_float(images.to(device)))
@@ -202,9 +206,15 @@ def top_variance_dims(method: PyroSSL, images: torch.Tensor, device: torch.devic
     return dims.tolist(), std[dims]
 
 
-def latent_traversal_grid(method: PyroSSL, image: torch.Tensor, device: torch.device,
-                          dims: Sequence[int], span: float = 2.0, steps: int = 9,
-                          scales: torch.Tensor | None = None) -> np.ndarray:
+def latent_traversal_grid(
+    method: PyroSSL,
+    image: torch.Tensor,
+    device: torch.device,
+    dims: Sequence[int],
+    span: float = 2.0,
+    steps: int = 9,
+    scales: torch.Tensor | None = None,
+) -> np.ndarray:
     """One row per dimension d in ``dims``: the decoder mean at μ + t·σ_d·e_d for t from −span to +span.
 
     μ is the posterior mean of ``image`` (uint8 [C, H, W]); σ_d is ``scales[i]`` (e.g. the spread
@@ -229,9 +239,15 @@ def save_png(picture: np.ndarray, path: Path) -> Path:
     return path
 
 
-def write_generative_artefacts(method: torch.nn.Module, dataset: ImageDataset, out_dir: Path,
-                               device: torch.device, seed: int = 0, num_images: int = EVAL_IMAGES,
-                               traversal_dims: int = 6) -> dict[str, float] | None:
+def write_generative_artefacts(
+    method: torch.nn.Module,
+    dataset: ImageDataset,
+    out_dir: Path,
+    device: torch.device,
+    seed: int = 0,
+    num_images: int = EVAL_IMAGES,
+    traversal_dims: int = 6,
+) -> dict[str, float] | None:
     """Write ``reconstructions.png``, ``samples.png`` and ``traversals.png`` into ``out_dir`` and
     return ``{"elbo": nats per image}`` for a generative method; None (nothing written) otherwise.
 

@@ -1,4 +1,5 @@
 """Probes that read content out of frozen features. Pure tensor functions; run on any device."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,8 +32,9 @@ def _clip_to_train(splits: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     return (splits[0], *(torch.minimum(torch.maximum(t, low), high) for t in splits[1:]))
 
 
-def whiten(train: torch.Tensor, *others: torch.Tensor, clip: bool = False,
-           floor: float = 1e-6) -> tuple[torch.Tensor, ...]:
+def whiten(
+    train: torch.Tensor, *others: torch.Tensor, clip: bool = False, floor: float = 1e-6
+) -> tuple[torch.Tensor, ...]:
     """PCA-whiten every split with the training split's covariance: x ↦ (x − μ) U Λ^{-1/2}.
 
     Λ, U are the eigenvalues and eigenvectors of train's covariance; eigenvalues are floored at
@@ -52,8 +54,14 @@ def whiten(train: torch.Tensor, *others: torch.Tensor, clip: bool = False,
     return _clip_to_train(white) if clip else tuple(white)
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int = 500,
-                 init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    weight_decay: float,
+    max_iter: int = 500,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression by full-batch L-BFGS; returns (W, b).
 
     Minimises mean_i −log softmax(W x_i + b)_{y_i} + (λ/2)‖W‖², λ = ``weight_decay``.
@@ -62,8 +70,15 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_deca
     bias = torch.zeros(num_classes, device=x.device) if init is None else init[1].clone()
     weight.requires_grad_(True)
     bias.requires_grad_(True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -80,9 +95,17 @@ def _accuracy(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, y: tor
     return ((x @ params[0] + params[1]).argmax(1) == y).float().mean().item()
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 num_classes: int, weight_decays: Sequence[float] = (1e-4, 1e-5, 1e-6),
-                 val_fraction: float = 0.1, max_iter: int = 500, seed: int = 0) -> dict[str, float]:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    weight_decays: Sequence[float] = (1e-4, 1e-5, 1e-6),
+    val_fraction: float = 0.1,
+    max_iter: int = 500,
+    seed: int = 0,
+) -> dict[str, float]:
     """Logistic-regression probe whose weight decay is chosen on a validation split of the training set.
 
     Features are standardised with training statistics. Each λ in ``weight_decays`` (strongest first,
@@ -105,18 +128,25 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 
 @torch.no_grad()
-def knn_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-              num_classes: int, k: int = 20, chunk: int = 1024) -> float:
+def knn_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    chunk: int = 1024,
+) -> float:
     """k-nearest-neighbour majority vote under cosine similarity; returns test accuracy."""
     train_x = F.normalize(train_x.float(), dim=1)
     test_x = F.normalize(test_x.float(), dim=1)
     k = min(k, len(train_x))
     correct = 0
     for start in range(0, len(test_x), chunk):
-        similarity = test_x[start:start + chunk] @ train_x.T
+        similarity = test_x[start : start + chunk] @ train_x.T
         neighbours = train_y[similarity.topk(k, dim=1).indices]
         votes = F.one_hot(neighbours, num_classes).sum(1)
-        correct += (votes.argmax(1) == test_y[start:start + chunk]).sum().item()
+        correct += (votes.argmax(1) == test_y[start : start + chunk]).sum().item()
     return correct / len(test_x)
 
 
@@ -132,8 +162,10 @@ def rank_me(features: torch.Tensor, eps: float = 1e-7) -> float:
 # One-hidden-layer MLP probes, trained as a bank of independent heads in one pass.
 # ---------------------------------------------------------------------------------------------------
 
-def split_indices(n: int, val_fraction: float, seed: int, device: torch.device | str = "cpu"
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+
+def split_indices(
+    n: int, val_fraction: float, seed: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded (fit, val) index split of ``range(n)``: the first ``val_fraction`` of a permutation is val."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
     n_val = min(n - 1, max(1, int(round(n * val_fraction))))
@@ -157,11 +189,18 @@ class _Bank:
     decay act elementwise, so each head trains exactly as it would alone on the same minibatch order.
     """
 
-    def __init__(self, d: int, hidden: int, outs: Sequence[int], decays: Sequence[float],
-                 generator: torch.Generator, device: torch.device) -> None:
+    def __init__(
+        self,
+        d: int,
+        hidden: int,
+        outs: Sequence[int],
+        decays: Sequence[float],
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
         k, o = len(outs), max(outs)
         self.k, self.hidden = k, hidden
-        bound1, bound2 = d ** -0.5, hidden ** -0.5  # PyTorch's nn.Linear default init ranges
+        bound1, bound2 = d**-0.5, hidden**-0.5  # PyTorch's nn.Linear default init ranges
         self.w1 = ((torch.rand(d, k * hidden, generator=generator) * 2 - 1) * bound1).to(device)
         self.b1 = ((torch.rand(k * hidden, generator=generator) * 2 - 1) * bound1).to(device)
         self.w2 = ((torch.rand(k, hidden, o, generator=generator) * 2 - 1) * bound2).to(device)
@@ -180,7 +219,7 @@ class _Bank:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-        return torch.cat([self(x[s:s + chunk]) for s in range(0, len(x), chunk)], dim=1)
+        return torch.cat([self(x[s : s + chunk]) for s in range(0, len(x), chunk)], dim=1)
 
     @torch.no_grad()
     def apply_decay(self, lr: float) -> None:
@@ -202,10 +241,21 @@ def _bank_loss(out: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple[i
     return loss
 
 
-def train_mlp_bank(x: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple[int, str, int, float]],
-                   hidden: int, eval_x: torch.Tensor, eval_targets: torch.Tensor, *,
-                   epochs: Sequence[int] | None = None, max_epochs: int = 30, patience: int = 3,
-                   batch_size: int = 1024, lr: float = 3e-3, seed: int = 0) -> list[tuple[float, int]]:
+def train_mlp_bank(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    heads: Sequence[tuple[int, str, int, float]],
+    hidden: int,
+    eval_x: torch.Tensor,
+    eval_targets: torch.Tensor,
+    *,
+    epochs: Sequence[int] | None = None,
+    max_epochs: int = 30,
+    patience: int = 3,
+    batch_size: int = 1024,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> list[tuple[float, int]]:
     """Train one MLP per head with Adam on minibatches; return each head's (eval score, epochs).
 
     ``heads`` are ``(target column, kind, outputs, weight decay)``; ``kind`` is "discrete" (outputs =
@@ -229,7 +279,7 @@ def train_mlp_bank(x: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple
         order = torch.randperm(len(x), generator=generator).to(device)
         with torch.enable_grad():
             for start in range(0, len(x), batch_size):
-                index = order[start:start + batch_size]
+                index = order[start : start + batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 _bank_loss(bank(x[index]), targets[index], kinds).backward()
                 optimizer.step()
@@ -239,7 +289,7 @@ def train_mlp_bank(x: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple
             continue
         out = bank.predict(eval_x)
         for k in due:
-            score = _score(heads[k][1], out[k, :, :heads[k][2]], eval_targets[:, heads[k][0]])
+            score = _score(heads[k][1], out[k, :, : heads[k][2]], eval_targets[:, heads[k][0]])
             if epochs is not None or score > results[k][0]:
                 results[k] = (score, epoch)
         if epochs is None and all(epoch - best >= patience for _, best in results):
@@ -247,11 +297,22 @@ def train_mlp_bank(x: torch.Tensor, targets: torch.Tensor, heads: Sequence[tuple
     return results
 
 
-def select_and_refit_mlp(train_x: torch.Tensor, train_t: torch.Tensor, test_x: torch.Tensor,
-                         test_t: torch.Tensor, tasks: Sequence[tuple[str, int]], *,
-                         hiddens: Sequence[int], weight_decays: Sequence[float], val_fraction: float = 0.1,
-                         max_epochs: int = 30, patience: int = 3, batch_size: int = 1024, lr: float = 3e-3,
-                         seed: int = 0) -> list[dict[str, float]]:
+def select_and_refit_mlp(
+    train_x: torch.Tensor,
+    train_t: torch.Tensor,
+    test_x: torch.Tensor,
+    test_t: torch.Tensor,
+    tasks: Sequence[tuple[str, int]],
+    *,
+    hiddens: Sequence[int],
+    weight_decays: Sequence[float],
+    val_fraction: float = 0.1,
+    max_epochs: int = 30,
+    patience: int = 3,
+    batch_size: int = 1024,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """The MLP-probe protocol for several targets at once; inputs must already be whitened (or standardised).
 
     ``tasks[j] = (kind, outputs)`` describes column j of ``train_t`` / ``test_t`` (see
@@ -276,30 +337,51 @@ def select_and_refit_mlp(train_x: torch.Tensor, train_t: torch.Tensor, test_x: t
     for hidden in dict.fromkeys(b[1] for b in best):  # one refit bank per chosen hidden size
         chosen = [j for j in range(len(tasks)) if best[j][1] == hidden]
         heads = [(j, *tasks[j], best[j][2]) for j in chosen]
-        scores = train_mlp_bank(train_x, train_t, heads, hidden, test_x, test_t,
-                                epochs=[max(1, best[j][3]) for j in chosen], **options)  # 0 if val was NaN
+        scores = train_mlp_bank(
+            train_x, train_t, heads, hidden, test_x, test_t, epochs=[max(1, best[j][3]) for j in chosen], **options
+        )  # 0 if val was NaN
         for j, (score, _) in zip(chosen, scores):
-            results[j] = {"score": score, "val_score": best[j][0], "hidden": hidden,
-                          "weight_decay": best[j][2], "epochs": best[j][3]}
+            results[j] = {
+                "score": score,
+                "val_score": best[j][0],
+                "hidden": hidden,
+                "weight_decay": best[j][2],
+                "epochs": best[j][3],
+            }
     return results
 
 
-def check_features(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                   test_y: torch.Tensor | None = None) -> None:
+def check_features(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor | None = None
+) -> None:
     """Raise :class:`ShapeError` unless features are ``[N, D]`` with matching D and one target per row."""
     if train_x.dim() != 2 or test_x.dim() != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ShapeError(f"Probe features must be [N, D] with the same D in both splits; got train "
-                         f"{tuple(train_x.shape)} and test {tuple(test_x.shape)}.")
+        raise ShapeError(
+            f"Probe features must be [N, D] with the same D in both splits; got train "
+            f"{tuple(train_x.shape)} and test {tuple(test_x.shape)}."
+        )
     for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
         if y is not None and tuple(y.shape) != (len(x),):
-            raise ShapeError(f"The {name} targets have shape {tuple(y.shape)}; expected [{len(x)}], one per "
-                             f"{name} feature row.")
+            raise ShapeError(
+                f"The {name} targets have shape {tuple(y.shape)}; expected [{len(x)}], one per {name} feature row."
+            )
 
 
-def mlp_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-              num_classes: int, hiddens: Sequence[int] = (64, 256), weight_decays: Sequence[float] = (1e-4,),
-              val_fraction: float = 0.1, max_epochs: int = 30, patience: int = 3, batch_size: int = 1024,
-              lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
+def mlp_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    hiddens: Sequence[int] = (64, 256),
+    weight_decays: Sequence[float] = (1e-4,),
+    val_fraction: float = 0.1,
+    max_epochs: int = 30,
+    patience: int = 3,
+    batch_size: int = 1024,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> dict[str, float]:
     """One-hidden-layer ReLU MLP classifier on whitened features (Adam, minibatches; see :func:`whiten`).
 
     Protocol (:func:`select_and_refit_mlp`): hidden width × decoupled (AdamW-style) weight decay
@@ -317,17 +399,39 @@ def mlp_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
     """
     check_features(train_x, train_y, test_x, test_y)
     train_x, test_x = whiten(train_x.float(), test_x.float(), clip=True)
-    [result] = select_and_refit_mlp(train_x, train_y.float()[:, None], test_x, test_y.float()[:, None],
-                                    [("discrete", num_classes)], hiddens=hiddens, weight_decays=weight_decays,
-                                    val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,
-                                    batch_size=batch_size, lr=lr, seed=seed)
-    return {"accuracy": result["score"], "hidden": result["hidden"], "weight_decay": result["weight_decay"],
-            "epochs": result["epochs"], "val_accuracy": result["val_score"]}
+    [result] = select_and_refit_mlp(
+        train_x,
+        train_y.float()[:, None],
+        test_x,
+        test_y.float()[:, None],
+        [("discrete", num_classes)],
+        hiddens=hiddens,
+        weight_decays=weight_decays,
+        val_fraction=val_fraction,
+        max_epochs=max_epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+    )
+    return {
+        "accuracy": result["score"],
+        "hidden": result["hidden"],
+        "weight_decay": result["weight_decay"],
+        "epochs": result["epochs"],
+        "val_accuracy": result["val_score"],
+    }
 
 
-def fit_logistic_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, decays: torch.Tensor,
-                      masks: torch.Tensor, max_iter: int = 300,
-                      init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic_grid(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    decays: torch.Tensor,
+    masks: torch.Tensor,
+    max_iter: int = 300,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Many small logistic regressions (:func:`fit_logistic`'s objective) solved in one L-BFGS run.
 
     ``x`` is ``[B, n, d]`` (B data sets), ``y`` ``[B, n]``, ``decays`` ``[B, M]`` and ``masks``
@@ -339,13 +443,22 @@ def fit_logistic_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, decays
     """
     (batch, n, d), m = x.shape, masks.shape[0]
     if init is None:
-        init = (torch.zeros(batch, m, d, num_classes, device=x.device),
-                torch.zeros(batch, m, num_classes, device=x.device))
+        init = (
+            torch.zeros(batch, m, d, num_classes, device=x.device),
+            torch.zeros(batch, m, num_classes, device=x.device),
+        )
     weight, bias = init[0].clone().requires_grad_(True), init[1].clone().requires_grad_(True)
     share = masks.float() / masks.float().sum(1, keepdim=True)
     target = y[:, None, :].expand(batch, m, n)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=10,
-                                  tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=10,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -360,10 +473,19 @@ def fit_logistic_grid(x: torch.Tensor, y: torch.Tensor, num_classes: int, decays
     return weight.detach(), bias.detach()
 
 
-def few_label_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                           test_y: torch.Tensor, num_classes: int, per_class: int = 10, draws: int = 5,
-                           weight_decays: Sequence[float] = (1.0, 1e-1, 1e-2, 1e-3), folds: int = 5,
-                           max_iter: int = 100, seed: int = 0) -> dict[str, float | list[float]]:
+def few_label_linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    per_class: int = 10,
+    draws: int = 5,
+    weight_decays: Sequence[float] = (1.0, 1e-1, 1e-2, 1e-3),
+    folds: int = 5,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> dict[str, float | list[float]]:
     """Linear probe from ``per_class`` labelled training images per class, over ``draws`` seeded draws.
 
     Features are standardised with the statistics of the whole training split (no labels needed: the
@@ -380,8 +502,10 @@ def few_label_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x:
     device = train_x.device
     counts = torch.bincount(train_y, minlength=num_classes)
     if counts.min().item() < per_class:
-        raise ShapeError(f"few_label_linear_probe needs {per_class} training images of every class, but "
-                         f"class {counts.argmin().item()} has {counts.min().item()}; lower per_class.")
+        raise ShapeError(
+            f"few_label_linear_probe needs {per_class} training images of every class, but "
+            f"class {counts.argmin().item()} has {counts.min().item()}; lower per_class."
+        )
     grid, folds = sorted(weight_decays, reverse=True), max(2, min(folds, per_class))
     labels = train_y.cpu()
     members = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
@@ -396,18 +520,27 @@ def few_label_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x:
     held_out = (~masks).float()
     cv, params = torch.zeros(draws, len(grid), device=device), None
     for i, decay in enumerate(grid):  # strongest first, each warm-started from the last: far fewer steps
-        params = fit_logistic_grid(x, y, num_classes, torch.full((draws, folds), decay, device=device), masks,
-                                   max_iter, init=params)
-        correct = ((torch.einsum("bnd,bmdc->bmnc", x, params[0]) + params[1][:, :, None]).argmax(3)
-                   == y[:, None]).float()
+        params = fit_logistic_grid(
+            x, y, num_classes, torch.full((draws, folds), decay, device=device), masks, max_iter, init=params
+        )
+        correct = (
+            (torch.einsum("bnd,bmdc->bmnc", x, params[0]) + params[1][:, :, None]).argmax(3) == y[:, None]
+        ).float()
         cv[:, i] = ((correct * held_out).sum(2) / held_out.sum(1)).mean(1)
     chosen = [grid[i] for i in cv.argmax(1).tolist()]  # argmax takes the first maximum: the stronger decay
     everything = torch.ones(1, x.shape[1], dtype=torch.bool, device=device)
-    weight, bias = fit_logistic_grid(x, y, num_classes, torch.tensor(chosen, device=device)[:, None], everything,
-                                     max_iter)
+    weight, bias = fit_logistic_grid(
+        x, y, num_classes, torch.tensor(chosen, device=device)[:, None], everything, max_iter
+    )
     predictions = (torch.einsum("nd,bdc->bnc", test_x, weight[:, 0]) + bias[:, 0, None]).argmax(2)
     accuracies = (predictions == test_y[None]).float().mean(1).tolist()
     mean = sum(accuracies) / draws
     std = (sum((a - mean) ** 2 for a in accuracies) / draws) ** 0.5
-    return {"accuracy": mean, "std": std, "accuracies": accuracies, "weight_decays": chosen,
-            "per_class": per_class, "draws": draws}
+    return {
+        "accuracy": mean,
+        "std": std,
+        "accuracies": accuracies,
+        "weight_decays": chosen,
+        "per_class": per_class,
+        "draws": draws,
+    }

@@ -1,4 +1,5 @@
 """The fixed part of ``metrics.json``: what ran, and how fast it trained."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -6,6 +6,7 @@ than the test mean) or ``discrete`` (scored by accuracy). Every probe follows th
 protocol: hyper-parameters are chosen on a seeded validation split carved from train, the chosen
 setting is refitted on the whole (subsampled) training split and scored once on test.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.eval.probes import (check_features, linear_probe, select_and_refit_mlp, split_indices, standardise,
-                                whiten)
+from genssl.eval.probes import check_features, linear_probe, select_and_refit_mlp, split_indices, standardise, whiten
 
 KINDS = ("continuous", "discrete")
 
@@ -34,10 +34,14 @@ class Factor:
     classes: int = 1
 
 
-def prepare_factors(train_factors: Mapping[str, torch.Tensor], test_factors: Mapping[str, torch.Tensor],
-                    kinds: Mapping[str, str], n_train: int, n_test: int,
-                    where: tuple[str, str] = ("training split", "test split")
-                    ) -> tuple[dict[str, Factor], dict[str, str]]:
+def prepare_factors(
+    train_factors: Mapping[str, torch.Tensor],
+    test_factors: Mapping[str, torch.Tensor],
+    kinds: Mapping[str, str],
+    n_train: int,
+    n_test: int,
+    where: tuple[str, str] = ("training split", "test split"),
+) -> tuple[dict[str, Factor], dict[str, str]]:
     """Check the factors and split them into probe-able ones and skipped ones (name → reason).
 
     Raises :class:`ConfigError` for an unknown kind or mismatched factor names, and
@@ -46,8 +50,10 @@ def prepare_factors(train_factors: Mapping[str, torch.Tensor], test_factors: Map
     continuous, constant in test (R² is undefined there); ``where`` names the two sets in the reasons.
     """
     if set(train_factors) != set(test_factors) or not set(train_factors) <= set(kinds):
-        raise ConfigError(f"Style factors differ: train has {sorted(train_factors)}, test has "
-                          f"{sorted(test_factors)} and kinds are given for {sorted(kinds)}.")
+        raise ConfigError(
+            f"Style factors differ: train has {sorted(train_factors)}, test has "
+            f"{sorted(test_factors)} and kinds are given for {sorted(kinds)}."
+        )
     usable: dict[str, Factor] = {}
     skipped: dict[str, str] = {}
     for name in train_factors:
@@ -57,8 +63,10 @@ def prepare_factors(train_factors: Mapping[str, torch.Tensor], test_factors: Map
         train, test = train_factors[name], test_factors[name]
         for split, values, n in (("train", train, n_train), ("test", test, n_test)):
             if tuple(values.shape) != (n,):
-                raise ShapeError(f"Style factor '{name}' has {split} shape {tuple(values.shape)}; expected [{n}], "
-                                 f"one value per {split} feature row.")
+                raise ShapeError(
+                    f"Style factor '{name}' has {split} shape {tuple(values.shape)}; expected [{n}], "
+                    f"one value per {split} feature row."
+                )
             if values.is_floating_point() and not torch.isfinite(values).all():
                 raise ShapeError(f"Style factor '{name}' has non-finite {split} values.")
         if kind == "discrete":
@@ -110,9 +118,15 @@ def r2_score(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (prediction - target).pow(2).sum(0) / total
 
 
-def ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                alphas: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), val_fraction: float = 0.1,
-                seed: int = 0) -> list[dict[str, float]]:
+def ridge_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    alphas: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """Ridge probe for every column of ``train_y [n, T]`` (standardised features and targets).
 
     Per target, α is the grid value with the best R² on a seeded validation split of train (the
@@ -122,26 +136,43 @@ def ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tens
     fit, val = split_indices(len(train_x), val_fraction, seed, train_x.device)
     grid = sorted(alphas, reverse=True)
     w, b = ridge_weights(train_x[fit], train_y[fit], grid)
-    val_r2 = torch.stack([r2_score(train_x[val].double() @ w[a] + b[a], train_y[val].double())
-                          for a in range(len(grid))])  # [A, T]
+    val_r2 = torch.stack(
+        [r2_score(train_x[val].double() @ w[a] + b[a], train_y[val].double()) for a in range(len(grid))]
+    )  # [A, T]
     best = val_r2.argmax(0)  # first maximum = strongest α on ties
     w_all, b_all = ridge_weights(train_x, train_y, grid)
     results = []
     for t in range(train_y.shape[1]):
         a = int(best[t])
         prediction = test_x.double() @ w_all[a, :, t] + b_all[a, t]
-        results.append({"score": r2_score(prediction[:, None], test_y[:, t:t + 1].double()).item(),
-                        "val_score": val_r2[a, t].item(), "alpha": grid[a]})
+        results.append(
+            {
+                "score": r2_score(prediction[:, None], test_y[:, t : t + 1].double()).item(),
+                "val_score": val_r2[a, t].item(),
+                "alpha": grid[a],
+            }
+        )
     return results
 
 
-def style_probes(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor], test_x: torch.Tensor,
-                 test_factors: Mapping[str, torch.Tensor], kinds: Mapping[str, str], seed: int = 0, *,
-                 max_train: int | None = 20000, val_fraction: float = 0.1,
-                 ridge_alphas: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
-                 logistic_weight_decays: Sequence[float] = (1e-3, 1e-4, 1e-5), logistic_max_iter: int = 300,
-                 mlp_hiddens: Sequence[int] = (128,), mlp_weight_decays: Sequence[float] = (1e-4,),
-                 max_epochs: int = 30, patience: int = 3) -> dict[str, dict[str, float | str]]:
+def style_probes(
+    train_x: torch.Tensor,
+    train_factors: Mapping[str, torch.Tensor],
+    test_x: torch.Tensor,
+    test_factors: Mapping[str, torch.Tensor],
+    kinds: Mapping[str, str],
+    seed: int = 0,
+    *,
+    max_train: int | None = 20000,
+    val_fraction: float = 0.1,
+    ridge_alphas: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+    logistic_weight_decays: Sequence[float] = (1e-3, 1e-4, 1e-5),
+    logistic_max_iter: int = 300,
+    mlp_hiddens: Sequence[int] = (128,),
+    mlp_weight_decays: Sequence[float] = (1e-4,),
+    max_epochs: int = 30,
+    patience: int = 3,
+) -> dict[str, dict[str, float | str]]:
     """Linear and MLP probes of every style factor; ``{name: {"metric": "r2"|"acc", "linear", "mlp"}}``.
 
     Protocol. Features are standardised with training statistics (whitened for the MLPs, see
@@ -186,21 +217,42 @@ def style_probes(train_x: torch.Tensor, train_factors: Mapping[str, torch.Tensor
     result: dict[str, dict[str, float | str]] = {}
     continuous = [j for j, n in enumerate(names) if usable[n].kind == "continuous"]
     if continuous:
-        fits = ridge_probe(subset_x, train_t[:, continuous], test_x, test_t[:, continuous], ridge_alphas,
-                           val_fraction, seed)
+        fits = ridge_probe(
+            subset_x, train_t[:, continuous], test_x, test_t[:, continuous], ridge_alphas, val_fraction, seed
+        )
         for j, fit in zip(continuous, fits):
             result[names[j]] = {"metric": "r2", "linear": fit["score"]}
     for j, name in enumerate(names):
         if usable[name].kind == "discrete":
-            fit = linear_probe(subset_x, take[name], test_x, usable[name].test.to(device), usable[name].classes,
-                               logistic_weight_decays, val_fraction, logistic_max_iter, seed)
+            fit = linear_probe(
+                subset_x,
+                take[name],
+                test_x,
+                usable[name].test.to(device),
+                usable[name].classes,
+                logistic_weight_decays,
+                val_fraction,
+                logistic_max_iter,
+                seed,
+            )
             result[name] = {"metric": "acc", "linear": fit["accuracy"]}
     if names:
-        tasks = [("continuous", 1) if usable[n].kind == "continuous" else ("discrete", usable[n].classes)
-                 for n in names]
-        mlps = select_and_refit_mlp(white_x, train_t, white_test, test_t, tasks, hiddens=mlp_hiddens,
-                                    weight_decays=mlp_weight_decays, val_fraction=val_fraction,
-                                    max_epochs=max_epochs, patience=patience, seed=seed)
+        tasks = [
+            ("continuous", 1) if usable[n].kind == "continuous" else ("discrete", usable[n].classes) for n in names
+        ]
+        mlps = select_and_refit_mlp(
+            white_x,
+            train_t,
+            white_test,
+            test_t,
+            tasks,
+            hiddens=mlp_hiddens,
+            weight_decays=mlp_weight_decays,
+            val_fraction=val_fraction,
+            max_epochs=max_epochs,
+            patience=patience,
+            seed=seed,
+        )
         for name, mlp in zip(names, mlps):
             result[name]["mlp"] = mlp["score"]
     for name, reason in skipped.items():

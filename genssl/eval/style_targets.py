@@ -6,6 +6,7 @@ box, flips, rotation, colour jitter …) become regression or classification tar
 ground-truth factors (``shapes``, any ``data.styled=true`` set) also have the first sense, on the
 clean images.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -48,10 +49,16 @@ def seeded_subset(n: int, limit: int | None, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def augmented_view_targets(represent: Callable[[torch.Tensor], torch.Tensor], split: ImageSplit,
-                           augment_cfg: Mapping[str, Any] | None, device: torch.device, seed: int,
-                           batch_size: int = 1024, desc: str = "augmented views", progress: bool = True
-                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, str]]:
+def augmented_view_targets(
+    represent: Callable[[torch.Tensor], torch.Tensor],
+    split: ImageSplit,
+    augment_cfg: Mapping[str, Any] | None,
+    device: torch.device,
+    seed: int,
+    batch_size: int = 1024,
+    desc: str = "augmented views",
+    progress: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, str]]:
     """Features of one augmented view per image of ``split`` and the parameters that made each view.
 
     Returns ``(features [N, D], factors {aug_<param>: [N]}, kinds {aug_<param>: continuous|discrete})``;
@@ -61,7 +68,7 @@ def augmented_view_targets(represent: Callable[[torch.Tensor], torch.Tensor], sp
     generator = torch.Generator(device=device).manual_seed(seed)
     features, params = [], {}
     for start in tqdm(range(0, len(split), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
-        views, drawn = augment(split.images[start:start + batch_size].to(device), generator)
+        views, drawn = augment(split.images[start : start + batch_size].to(device), generator)
         features.append(represent(views[:, 0]).float())
         for name, value in drawn.items():
             params.setdefault(name, []).append(value[:, 0].float())

@@ -1,4 +1,5 @@
 """Print a table of finished runs: ``python -m genssl.eval.summary <run dir> [<run dir> ...]``."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,19 @@ def rows(run_dirs: list[Path]) -> list[dict[str, str]]:
             continue
         m = json.loads(path.read_text())
         base = m.get("baseline", {}).get("content", {})
-        table.append({"run": str(run_dir), "method": m["method"], "data": m["data"],
-                      "epochs": str(m.get("train", {}).get("epochs", "?")),
-                      "linear": f"{m['content']['linear']:.4f}", "untrained": _fmt(base.get("linear")),
-                      "knn": f"{m['content']['knn']:.4f}", "style_mean": _fmt(m.get("style_mean")),
-                      "rank_me": f"{m.get('rank_me', float('nan')):.1f}"})
+        table.append(
+            {
+                "run": str(run_dir),
+                "method": m["method"],
+                "data": m["data"],
+                "epochs": str(m.get("train", {}).get("epochs", "?")),
+                "linear": f"{m['content']['linear']:.4f}",
+                "untrained": _fmt(base.get("linear")),
+                "knn": f"{m['content']['knn']:.4f}",
+                "style_mean": _fmt(m.get("style_mean")),
+                "rank_me": f"{m.get('rank_me', float('nan')):.1f}",
+            }
+        )
     return table
 
 

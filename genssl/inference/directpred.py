@@ -10,6 +10,7 @@ mean-centred):
 
 W_p is recomputed every ``freq`` updates; the predictor is bias-free and has no trainable weight.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,11 +39,14 @@ def directpred_weight(correlation: torch.Tensor, eps: float, variant: str = "dir
 class DirectPredictor(nn.Module):
     """Linear, bias-free predictor whose weight follows :func:`directpred_weight`."""
 
-    def __init__(self, dim: int, rho: float = 0.3, eps: float = 0.1, freq: int = 1,
-                 variant: str = "directpred") -> None:
+    def __init__(
+        self, dim: int, rho: float = 0.3, eps: float = 0.1, freq: int = 1, variant: str = "directpred"
+    ) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise ConfigError(f"Unknown DirectPred variant '{variant}': guide.predictor.variant must be {choices(VARIANTS)}.")
+            raise ConfigError(
+                f"Unknown DirectPred variant '{variant}': guide.predictor.variant must be {choices(VARIANTS)}."
+            )
         self.rho, self.eps, self.freq, self.variant = rho, eps, freq, variant
         self.register_buffer("correlation", torch.zeros(dim, dim))
         self.register_buffer("weight", torch.eye(dim))

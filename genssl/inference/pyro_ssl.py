@@ -4,6 +4,7 @@ Every method in genssl is a Pyro model and guide; the training loss is the negat
 pair, built with Pyro's ``ELBO()(model, guide)`` idiom so that a plain torch optimiser, AMP and
 ``state_dict`` checkpoints work on it like on any other module.
 """
+
 from __future__ import annotations
 
 import pyro
@@ -45,8 +46,9 @@ class PyroSSL(nn.Module):
             return self.objective(views, index)
         return self.objective(views)
 
-    def before_epoch(self, images: torch.Tensor, generator: torch.Generator | None = None,
-                     progress: bool = False) -> None:
+    def before_epoch(
+        self, images: torch.Tensor, generator: torch.Generator | None = None, progress: bool = False
+    ) -> None:
         """Called with the uint8 training images at the start of each epoch (DeepCluster's k-means)."""
         hook = getattr(self.guide, "before_epoch", None)
         if hook is not None:
@@ -67,5 +69,8 @@ class PyroSSL(nn.Module):
         """Parameters created with ``pyro.param`` (e.g. by a plain-function prior), not owned by a module."""
         own = {id(p) for p in self.parameters()}
         store = pyro.get_param_store()
-        return {name: store.get_param(name).unconstrained() for name in store.keys()
-                if id(store.get_param(name).unconstrained()) not in own}
+        return {
+            name: store.get_param(name).unconstrained()
+            for name in store.keys()
+            if id(store.get_param(name).unconstrained()) not in own
+        }

@@ -3,11 +3,12 @@
 ``build_encoder`` returns a module mapping images [N, C, H, W] to features [N, out_features];
 ``build_decoder`` maps latents [..., latent_dim] to image-shaped logits or means [..., C, H, W].
 """
+
 from __future__ import annotations
 
 from torch import nn
 
-from genssl.errors import ShapeError, choices, ConfigError
+from genssl.errors import ConfigError, ShapeError, choices
 from genssl.nets.conv import CONV_STAGES, ConvDecoder, ConvEncoder
 from genssl.nets.mlp import MLPDecoder, MLPEncoder
 from genssl.nets.resnet import ResNet18Decoder, ResNet18Encoder

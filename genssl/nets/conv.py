@@ -3,6 +3,7 @@
 Each stride-2 stage halves the resolution; the decoder mirrors the encoder with transposed
 convolutions, so that a latent code decodes to exactly the input size.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,14 +43,16 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Mirror of :class:`ConvEncoder` built from transposed convolutions."""
 
-    def __init__(self, latent_dim: int, channels: int, image_size: int, widths: Sequence[int],
-                 hidden: int = 256) -> None:
+    def __init__(
+        self, latent_dim: int, channels: int, image_size: int, widths: Sequence[int], hidden: int = 256
+    ) -> None:
         super().__init__()
         sizes = _spatial_sizes(image_size, len(widths))
         widths = list(reversed(widths))
         self.start = (widths[0], sizes[-1], sizes[-1])
-        self.project = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, widths[0] * sizes[-1] ** 2), nn.ReLU())
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, widths[0] * sizes[-1] ** 2), nn.ReLU()
+        )
         layers: list[nn.Module] = []
         targets = list(reversed(sizes[:-1]))  # spatial size after each up-sampling stage
         for i, target in enumerate(targets):

@@ -1,11 +1,13 @@
 """Projection heads placed after the encoder by discriminative methods (SimCLR-style MLPs)."""
+
 from __future__ import annotations
 
 from torch import nn
 
 
-def projection_head(in_dim: int, hidden_dim: int = 512, out_dim: int = 128, layers: int = 2,
-                    batch_norm: bool = True) -> nn.Sequential:
+def projection_head(
+    in_dim: int, hidden_dim: int = 512, out_dim: int = 128, layers: int = 2, batch_norm: bool = True
+) -> nn.Sequential:
     """``layers`` linear maps in_dim → hidden … → out_dim with BatchNorm + ReLU between them."""
     dims = [in_dim] + [hidden_dim] * (layers - 1) + [out_dim]
     modules: list[nn.Module] = []

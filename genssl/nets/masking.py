@@ -5,6 +5,7 @@ in row-major patch order. A mask is a float tensor [..., L] with 1 on masked (hi
 0 on visible ones; every mask drawn here hides exactly the same number of patches, so the batch
 stays rectangular and the encoder can take the visible patches as one [N, L_vis, P] tensor.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,10 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """[N, C, H, W] → [N, L, p·p·C] patches in row-major order (each patch flattened as (p, p, C))."""
     n, c, h, w = images.shape
     if h % patch_size or w % patch_size:
-        raise ShapeError(f"Images of size {h}×{w} do not split into {patch_size}×{patch_size} patches: "
-                         "the image size must be a multiple of the patch size.")
+        raise ShapeError(
+            f"Images of size {h}×{w} do not split into {patch_size}×{patch_size} patches: "
+            "the image size must be a multiple of the patch size."
+        )
     gh, gw = h // patch_size, w // patch_size
     x = images.reshape(n, c, gh, patch_size, gw, patch_size)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(n, gh * gw, patch_size * patch_size * c)
@@ -26,7 +29,7 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
 def unpatchify(patches: torch.Tensor, patch_size: int, channels: int) -> torch.Tensor:
     """Inverse of :func:`patchify` for square images: [N, L, p·p·C] → [N, C, H, W]."""
     n, length, _ = patches.shape
-    grid = int(round(length ** 0.5))
+    grid = int(round(length**0.5))
     if grid * grid != length:
         raise ShapeError(f"{length} patches do not tile a square image.")
     x = patches.reshape(n, grid, grid, patch_size, patch_size, channels)
@@ -36,18 +39,28 @@ def unpatchify(patches: torch.Tensor, patch_size: int, channels: int) -> torch.T
 def visible_count(num_patches: int, mask_ratio: float) -> int:
     """Patches left visible: ⌊L·(1 − ratio)⌋ (as in MAE); at least one patch must be visible and one hidden."""
     if not 0.0 < float(mask_ratio) < 1.0:
-        raise ConfigError(f"guide.mask_ratio={mask_ratio} must lie strictly between 0 and 1 (the fraction of "
-                          "patches hidden from the encoder; MAE uses 0.75).")
+        raise ConfigError(
+            f"guide.mask_ratio={mask_ratio} must lie strictly between 0 and 1 (the fraction of "
+            "patches hidden from the encoder; MAE uses 0.75)."
+        )
     keep = int(num_patches * (1.0 - float(mask_ratio)))
     if keep < 1 or keep >= num_patches:
-        raise ConfigError(f"guide.mask_ratio={mask_ratio} leaves {keep} of {num_patches} patches visible: at "
-                          "least one patch must be visible and one hidden. Choose a ratio nearer 0.5 or a "
-                          "smaller net.vit.patch_size (more patches).")
+        raise ConfigError(
+            f"guide.mask_ratio={mask_ratio} leaves {keep} of {num_patches} patches visible: at "
+            "least one patch must be visible and one hidden. Choose a ratio nearer 0.5 or a "
+            "smaller net.vit.patch_size (more patches)."
+        )
     return keep
 
 
-def random_patch_mask(batch: int, num_patches: int, mask_ratio: float, *, device: torch.device | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+def random_patch_mask(
+    batch: int,
+    num_patches: int,
+    mask_ratio: float,
+    *,
+    device: torch.device | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Uniformly random masks [batch, L] hiding L − :func:`visible_count` patches of every row.
 
     Vectorised over the batch: the visible patches of a row are the first ones in the argsort of
@@ -76,8 +89,7 @@ def mask_order(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     return order, torch.argsort(order, dim=1), keep
 
 
-def patch_targets(images: torch.Tensor, patch_size: int, normalise: bool = False, eps: float = 1e-6
-                  ) -> torch.Tensor:
+def patch_targets(images: torch.Tensor, patch_size: int, normalise: bool = False, eps: float = 1e-6) -> torch.Tensor:
     """Reconstruction targets [N, L, P]: pixel patches, optionally normalised per patch as in MAE.
 
     With ``normalise``: (x − mean(x)) / √(var(x) + ε) over the P values of each patch (unbiased

@@ -1,4 +1,5 @@
 """Fully connected encoder/decoder with the official SimVAE sizes (784-2000-500-500, mirrored)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,8 +35,7 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """Mirror of :class:`MLPEncoder`: latent → image-shaped logits or means."""
 
-    def __init__(self, latent_dim: int, channels: int, image_size: int,
-                 hidden: Sequence[int] = SIMVAE_HIDDEN) -> None:
+    def __init__(self, latent_dim: int, channels: int, image_size: int, hidden: Sequence[int] = SIMVAE_HIDDEN) -> None:
         super().__init__()
         self.shape = (channels, image_size, image_size)
         self.body = _mlp([latent_dim, *reversed(hidden), channels * image_size * image_size])

@@ -3,6 +3,7 @@
 The CIFAR stem (3×3 stride-1 first convolution, no max-pool) keeps small images at full
 resolution for the first stage, as in SimCLR's CIFAR experiments and the SimVAE code.
 """
+
 from __future__ import annotations
 
 import torch

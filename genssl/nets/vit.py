@@ -9,6 +9,7 @@ Called on whole images it returns the [CLS] feature, like any genssl encoder.
 token at every hidden patch, adds position embeddings, runs a few blocks and predicts the P =
 p·p·C values of every patch (as in MAE; only the masked ones enter the loss).
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,10 @@ def sincos_position_embedding(dim: int, grid: int) -> torch.Tensor:
     with ω_k = 10000^(−k/(dim/4)), k = 0 … dim/4 − 1 (the MAE / MoCo v3 construction).
     """
     if dim % 4:
-        raise ConfigError(f"Sine-cosine position embeddings need a width divisible by 4, got {dim}. "
-                          "Choose net.vit.width / model.decoder.width as a multiple of 4 or pos_embed=learned.")
+        raise ConfigError(
+            f"Sine-cosine position embeddings need a width divisible by 4, got {dim}. "
+            "Choose net.vit.width / model.decoder.width as a multiple of 4 or pos_embed=learned."
+        )
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     coords = torch.arange(grid, dtype=torch.float64)
@@ -79,11 +82,14 @@ def _check_sizes(what: str, width: int, depth: int, heads: int, pos_embed: str) 
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{what}.{name}={value!r} must be a positive integer.")
     if width % heads:
-        raise ConfigError(f"{what}.width={width} is not divisible by {what}.heads={heads}: every attention head "
-                          "gets width/heads channels.")
+        raise ConfigError(
+            f"{what}.width={width} is not divisible by {what}.heads={heads}: every attention head "
+            "gets width/heads channels."
+        )
     if pos_embed not in POSITION_EMBEDDINGS:
-        raise ConfigError(f"Unknown position embedding '{pos_embed}': {what}.pos_embed must be "
-                          f"{choices(POSITION_EMBEDDINGS)}.")
+        raise ConfigError(
+            f"Unknown position embedding '{pos_embed}': {what}.pos_embed must be {choices(POSITION_EMBEDDINGS)}."
+        )
 
 
 def _register_positions(module: nn.Module, pos_embed: str, width: int, grid: int) -> None:
@@ -111,27 +117,39 @@ def default_patch_size(image_size: int) -> int:
     patches trained a better [CLS] feature than 4 px ones in the same time (bench/MASKED_RESULTS.md).
     """
     if image_size % 4:
-        raise ShapeError(f"{image_size}×{image_size} images have no default patch size (a 4×4 grid needs a "
-                         "size divisible by 4): set net.vit.patch_size to a divisor of the image size.")
+        raise ShapeError(
+            f"{image_size}×{image_size} images have no default patch size (a 4×4 grid needs a "
+            "size divisible by 4): set net.vit.patch_size to a divisor of the image size."
+        )
     return image_size // 4
 
 
 class ViTEncoder(nn.Module):
     """ViT over p×p patches with a [CLS] token; ``forward`` returns the [CLS] feature [N, width]."""
 
-    def __init__(self, channels: int, image_size: int, patch_size: int = 4, width: int = 128, depth: int = 4,
-                 heads: int = 4, mlp_ratio: float = 4.0, pos_embed: str = "sincos") -> None:
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        patch_size: int = 4,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        pos_embed: str = "sincos",
+    ) -> None:
         super().__init__()
         _check_sizes("net.vit", width, depth, heads, pos_embed)
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1 \
-                or image_size % patch_size:
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1 or image_size % patch_size:
             valid = [str(p) for p in range(1, image_size + 1) if image_size % p == 0 and p < image_size]
-            raise ShapeError(f"net.vit.patch_size={patch_size!r} does not divide {image_size}×{image_size} images "
-                             f"into whole patches: for this image size it must be {choices(valid)} "
-                             "(or change data.image_size).")
+            raise ShapeError(
+                f"net.vit.patch_size={patch_size!r} does not divide {image_size}×{image_size} images "
+                f"into whole patches: for this image size it must be {choices(valid)} "
+                "(or change data.image_size)."
+            )
         self.channels, self.image_size, self.patch_size = channels, image_size, patch_size
         self.grid = image_size // patch_size
-        self.num_patches = self.grid ** 2
+        self.num_patches = self.grid**2
         self.patch_dim = patch_size * patch_size * channels
         self.width = self.out_features = width
         # A linear map of the flattened patch equals MAE's stride-p convolution, and lets the
@@ -146,8 +164,10 @@ class ViTEncoder(nn.Module):
     def encode(self, images: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens [N, 1 + L_vis, width] ([CLS] first) of the patches ``visible`` [N, L_vis] (all if None)."""
         if images.dim() != 4 or images.shape[1:] != (self.channels, self.image_size, self.image_size):
-            raise ShapeError(f"The ViT encoder was built for images [N, {self.channels}, {self.image_size}, "
-                             f"{self.image_size}], got {tuple(images.shape)}.")
+            raise ShapeError(
+                f"The ViT encoder was built for images [N, {self.channels}, {self.image_size}, "
+                f"{self.image_size}], got {tuple(images.shape)}."
+            )
         patches = patchify(images, self.patch_size)
         positions = self.pos_embed[:, 1:].expand(len(images), -1, -1)
         if visible is not None:
@@ -172,8 +192,18 @@ class ViTEncoder(nn.Module):
 class MaskedPatchDecoder(nn.Module):
     """MAE's decoder: encoder tokens + mask tokens → predicted pixels [N, L, P] of every patch."""
 
-    def __init__(self, grid: int, patch_size: int, channels: int, encoder_width: int, width: int = 64,
-                 depth: int = 2, heads: int = 4, mlp_ratio: float = 4.0, pos_embed: str = "sincos") -> None:
+    def __init__(
+        self,
+        grid: int,
+        patch_size: int,
+        channels: int,
+        encoder_width: int,
+        width: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        pos_embed: str = "sincos",
+    ) -> None:
         super().__init__()
         _check_sizes("model.decoder", width, depth, heads, pos_embed)
         self.grid, self.patch_size, self.channels = grid, patch_size, channels
@@ -191,8 +221,9 @@ class MaskedPatchDecoder(nn.Module):
         """Predictions [N, L, P] from encoder tokens [N, 1 + L_vis, W_enc] and the masks [N, L] that chose them."""
         order, restore, keep = mask_order(mask)
         if tokens.shape[1] != 1 + keep:
-            raise ShapeError(f"The decoder got {tokens.shape[1] - 1} visible tokens but the mask leaves {keep} "
-                             "patches visible.")
+            raise ShapeError(
+                f"The decoder got {tokens.shape[1] - 1} visible tokens but the mask leaves {keep} patches visible."
+            )
         x = self.embed(tokens)
         n, hidden = len(x), self.num_patches - keep
         patch_tokens = torch.cat([x[:, 1:], self.mask_token.expand(n, hidden, -1)], dim=1)

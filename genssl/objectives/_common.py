@@ -1,4 +1,5 @@
 """Argument checks and small tensor helpers shared by the estimator modules."""
+
 from __future__ import annotations
 
 import math
@@ -40,15 +41,17 @@ def check_choice(name: str, value: str, options: Iterable[str]) -> None:
 def check_matrix(name: str, x: torch.Tensor, *, min_rows: int = 1) -> None:
     """Raise :class:`ShapeError` unless ``x`` is a 2-D tensor with at least ``min_rows`` rows."""
     if x.dim() != 2 or x.shape[0] < min_rows:
-        raise ShapeError(f"{name} has shape {tuple(x.shape)}: expected a 2-D tensor "
-                         f"[batch, features] with batch >= {min_rows}.")
+        raise ShapeError(
+            f"{name} has shape {tuple(x.shape)}: expected a 2-D tensor [batch, features] with batch >= {min_rows}."
+        )
 
 
 def check_same_shape(name1: str, x1: torch.Tensor, name2: str, x2: torch.Tensor) -> None:
     """Raise :class:`ShapeError` unless the two tensors have the same shape."""
     if x1.shape != x2.shape:
-        raise ShapeError(f"{name1} has shape {tuple(x1.shape)} but {name2} has shape "
-                         f"{tuple(x2.shape)}: they must match.")
+        raise ShapeError(
+            f"{name1} has shape {tuple(x1.shape)} but {name2} has shape {tuple(x2.shape)}: they must match."
+        )
 
 
 def check_square(name: str, k: torch.Tensor) -> None:

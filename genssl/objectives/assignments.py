@@ -1,4 +1,5 @@
 """Assignments to prototypes: SwAV's Sinkhorn–Knopp equipartition and DeepCluster's spherical k-means."""
+
 from __future__ import annotations
 
 import math
@@ -34,9 +35,13 @@ def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0
 
 
 @torch.no_grad()
-def spherical_kmeans(x: torch.Tensor, num_clusters: int, iterations: int = 10,
-                     generator: torch.Generator | None = None, chunk: int = 8192
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def spherical_kmeans(
+    x: torch.Tensor,
+    num_clusters: int,
+    iterations: int = 10,
+    generator: torch.Generator | None = None,
+    chunk: int = 8192,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster the directions of ``x`` (``[N, d]``): returns unit centroids ``[K, d]`` and labels ``[N]``.
 
     Maximises Σ_i ĉ_{y_i}ᵀ x̂_i over unit centroids ĉ and labels y (x̂ = x/‖x‖): k-means under cosine
@@ -52,8 +57,10 @@ def spherical_kmeans(x: torch.Tensor, num_clusters: int, iterations: int = 10,
     check_int("iterations", iterations, 0)
     n = x.shape[0]
     if num_clusters > n:
-        raise ShapeError(f"spherical_kmeans cannot make {num_clusters} clusters of {n} points; "
-                         "use at most as many clusters as points.")
+        raise ShapeError(
+            f"spherical_kmeans cannot make {num_clusters} clusters of {n} points; "
+            "use at most as many clusters as points."
+        )
     x = F.normalize(x.float(), dim=1)
     centroids = _kmeans_plus_plus(x, num_clusters, generator)
     labels, similarity = _nearest(x, centroids, chunk)
@@ -78,8 +85,9 @@ def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None
         distance = (1.0 - best).clamp_min(0.0)
         if distance.sum() <= 0:  # every point already coincides with a centre: any draw will do
             distance = torch.ones_like(distance)
-        pick = torch.multinomial(distance.to(generator.device if generator else x.device), 1,
-                                 generator=generator).to(x.device)
+        pick = torch.multinomial(distance.to(generator.device if generator else x.device), 1, generator=generator).to(
+            x.device
+        )
         chosen.append(pick)
         best = torch.maximum(best, x @ x[pick[0]])
     return x[torch.cat(chosen)]
@@ -89,7 +97,7 @@ def _nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> tuple[torc
     """Label and similarity of each point's most similar centroid."""
     values, labels = [], []
     for start in range(0, x.shape[0], chunk):
-        best = (x[start:start + chunk] @ centroids.T).max(dim=1)
+        best = (x[start : start + chunk] @ centroids.T).max(dim=1)
         values.append(best.values)
         labels.append(best.indices)
     return torch.cat(labels), torch.cat(values)

@@ -3,6 +3,7 @@
 Each takes one batch of embeddings (or probabilities) as a ``[n, d]`` tensor and returns a scalar
 (or, for the log-density, one value per sample). All are invariant to the order of the batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,14 @@ from .special import log_vmf_normaliser
 KDE_ESTIMATORS = ("mean", "plugin")
 
 
-def vmf_kde_log_density(z: torch.Tensor, kappa: float = 10.0, *, exclude_self: bool = False,
-                        include_normaliser: bool = True, normalise: bool = True) -> torch.Tensor:
+def vmf_kde_log_density(
+    z: torch.Tensor,
+    kappa: float = 10.0,
+    *,
+    exclude_self: bool = False,
+    include_normaliser: bool = True,
+    normalise: bool = True,
+) -> torch.Tensor:
     """Leave-in (or leave-one-out) vMF kernel density of each sample, in log space.
 
         log p̂(ẑ_i) = log C_d(κ) + log Σ_{j∈S_i} exp(κ ẑ_iᵀẑ_j) − log |S_i|
@@ -39,9 +46,15 @@ def vmf_kde_log_density(z: torch.Tensor, kappa: float = 10.0, *, exclude_self: b
     return log_p
 
 
-def vmf_kde_entropy(z: torch.Tensor, kappa: float = 10.0, *, estimator: str = "mean",
-                    exclude_self: bool = False, include_normaliser: bool = True,
-                    normalise: bool = True) -> torch.Tensor:
+def vmf_kde_entropy(
+    z: torch.Tensor,
+    kappa: float = 10.0,
+    *,
+    estimator: str = "mean",
+    exclude_self: bool = False,
+    include_normaliser: bool = True,
+    normalise: bool = True,
+) -> torch.Tensor:
     """Entropy of the batch on the sphere from the vMF-kernel density :func:`vmf_kde_log_density`.
 
         'mean':   Ĥ = −(1/n) Σ_i log p̂(ẑ_i)
@@ -50,8 +63,9 @@ def vmf_kde_entropy(z: torch.Tensor, kappa: float = 10.0, *, estimator: str = "m
     The plug-in weights are not detached (as in the ER paper's code). κ = 10 is the ER default.
     """
     check_choice("estimator", estimator, KDE_ESTIMATORS)
-    log_p = vmf_kde_log_density(z, kappa, exclude_self=exclude_self,
-                                include_normaliser=include_normaliser, normalise=normalise)
+    log_p = vmf_kde_log_density(
+        z, kappa, exclude_self=exclude_self, include_normaliser=include_normaliser, normalise=normalise
+    )
     if estimator == "mean":
         return -log_p.mean()
     weights = torch.softmax(log_p, dim=0)
@@ -70,8 +84,7 @@ def prototype_entropy(probs: torch.Tensor, *, eps: float = 1e-12) -> torch.Tenso
     return -(p_bar * torch.log(p_bar + eps)).sum()
 
 
-def gaussian_logdet_entropy(z: torch.Tensor, *, eps: float = 1e-4,
-                            unbiased: bool = True) -> torch.Tensor:
+def gaussian_logdet_entropy(z: torch.Tensor, *, eps: float = 1e-4, unbiased: bool = True) -> torch.Tensor:
     """Entropy of a Gaussian fitted to the batch: ½ log det(2πe Σ̂ + εI).
 
     Σ̂ is the sample covariance of the rows of ``z`` (``[n, d]``), divided by n − 1 when

@@ -18,6 +18,7 @@ HSIC here is the biased (V-statistic) estimate HSIC(K, L) = tr(K H L H) / n², H
 SSL-HSIC's code. With features, tr(HΦΦᵀHΨΨᵀ) = ‖(HΦ)ᵀ(HΨ)‖_F², an F×F′ matrix: cost linear in n
 and no n×n matrix is formed.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,14 @@ def imq_kernel(x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor = 1.0) 
     return c / torch.sqrt(sq + c * c)
 
 
-def imq_frequencies(dim: int, num_features: int, *, generator: torch.Generator | None = None,
-                    dtype: torch.dtype | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+def imq_frequencies(
+    dim: int,
+    num_features: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """``[num_features, dim]`` frequencies ω = g₀ g from the unit-scale (c = 1) IMQ spectral measure.
 
     g₀ ~ N(0, 1) per frequency and g ~ N(0, I_dim); see the module docstring for why.
@@ -53,13 +59,14 @@ def imq_frequencies(dim: int, num_features: int, *, generator: torch.Generator |
     return radial * gauss
 
 
-def random_fourier_features(z: torch.Tensor, frequencies: torch.Tensor,
-                            c: float | torch.Tensor = 1.0) -> torch.Tensor:
+def random_fourier_features(z: torch.Tensor, frequencies: torch.Tensor, c: float | torch.Tensor = 1.0) -> torch.Tensor:
     """φ(z) = [cos(Ωz/c), sin(Ωz/c)] / √D for ``z`` ``[n, d]`` and Ω ``[D, d]``: ``[n, 2D]``."""
     check_matrix("z", z)
     if frequencies.dim() != 2 or frequencies.shape[1] != z.shape[1]:
-        raise ShapeError(f"frequencies have shape {tuple(frequencies.shape)}: expected "
-                         f"[num_features, {z.shape[1]}] to match z's feature size.")
+        raise ShapeError(
+            f"frequencies have shape {tuple(frequencies.shape)}: expected "
+            f"[num_features, {z.shape[1]}] to match z's feature size."
+        )
     if not isinstance(c, torch.Tensor):
         check_positive("c", c)
     proj = (z @ frequencies.T) / c
@@ -133,8 +140,9 @@ def identity_hsic_features(phi: torch.Tensor) -> torch.Tensor:
     return (per_image - self_pairs) / (n * (views - 1)) - total / n**2
 
 
-def imq_scale_objective(x: torch.Tensor, y: torch.Tensor,
-                        c: float | torch.Tensor, *, floor: float = 1e-7) -> torch.Tensor:
+def imq_scale_objective(
+    x: torch.Tensor, y: torch.Tensor, c: float | torch.Tensor, *, floor: float = 1e-7
+) -> torch.Tensor:
     """SSL-HSIC's kernel-scale objective (maximised over c): log |mean_ij ∂k(x_i, y_j)/∂c|.
 
     With r² = ‖x_i − y_j‖² (detached: only c is learned by it),

@@ -15,6 +15,7 @@ Degenerate spectra (collapsed or duplicated rows give eigenvalue 0 with high mul
 * an all-zero K (every row of z zero) has no spectrum to speak of: the power sum tr[(K/n)^α] is
   clamped at ``floor`` too, so the value stays finite (with zero gradient) instead of ±inf.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,7 @@ def _is_integer(alpha: float) -> bool:
     return float(alpha).is_integer()
 
 
-def matrix_renyi_entropy(k: torch.Tensor, alpha: float = 2.0, *,
-                         floor: float = 1e-8) -> torch.Tensor:
+def matrix_renyi_entropy(k: torch.Tensor, alpha: float = 2.0, *, floor: float = 1e-8) -> torch.Tensor:
     """Matrix Rényi entropy of order α > 0 of a unit-diagonal kernel matrix ``k`` (``[n, n]``).
 
         H_α(K) = 1/(1 − α) · log tr[(K/n)^α]          α ≠ 1
@@ -56,23 +56,24 @@ def matrix_renyi_entropy(k: torch.Tensor, alpha: float = 2.0, *,
     lam = torch.linalg.eigvalsh((a + a.T) / 2).clamp_min(floor)
     if alpha == 1.0:
         return -(lam * torch.log(lam)).sum()
-    return torch.log((lam ** alpha).sum()) / (1.0 - alpha)
+    return torch.log((lam**alpha).sum()) / (1.0 - alpha)
 
 
-def matrix_joint_entropy(k1: torch.Tensor, k2: torch.Tensor, alpha: float = 2.0, *,
-                         floor: float = 1e-8) -> torch.Tensor:
+def matrix_joint_entropy(
+    k1: torch.Tensor, k2: torch.Tensor, alpha: float = 2.0, *, floor: float = 1e-8
+) -> torch.Tensor:
     """Matrix joint entropy H_α(K1 ⊙ K2): the Rényi entropy of the elementwise product."""
     check_square("k1", k1)
     check_same_shape("k1", k1, "k2", k2)
     return matrix_renyi_entropy(k1 * k2, alpha, floor=floor)
 
 
-def matrix_mutual_information(k1: torch.Tensor, k2: torch.Tensor, alpha: float = 2.0, *,
-                              floor: float = 1e-8) -> torch.Tensor:
+def matrix_mutual_information(
+    k1: torch.Tensor, k2: torch.Tensor, alpha: float = 2.0, *, floor: float = 1e-8
+) -> torch.Tensor:
     """Matrix mutual information I_α(K1; K2) = H_α(K1) + H_α(K2) − H_α(K1 ⊙ K2)."""
     joint = matrix_joint_entropy(k1, k2, alpha, floor=floor)
-    return (matrix_renyi_entropy(k1, alpha, floor=floor)
-            + matrix_renyi_entropy(k2, alpha, floor=floor) - joint)
+    return matrix_renyi_entropy(k1, alpha, floor=floor) + matrix_renyi_entropy(k2, alpha, floor=floor) - joint
 
 
 def total_coding_rate(z: torch.Tensor, mu: float = 1.0, *, normalise: bool = True) -> torch.Tensor:
@@ -90,4 +91,3 @@ def total_coding_rate(z: torch.Tensor, mu: float = 1.0, *, normalise: bool = Tru
     eye = torch.eye(small.shape[0], dtype=z.dtype, device=z.device)
     chol = torch.linalg.cholesky(eye + (mu / d) * small)
     return 2.0 * torch.log(torch.diagonal(chol)).sum()
-

@@ -5,6 +5,7 @@ gradient); differences are stated in each docstring. Inputs are ``[B, d]`` per v
 None of these detaches a target/teacher branch except where the algorithm itself does (SwAV's
 codes); pass target outputs computed without gradient, as an EMA target is.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,8 +17,15 @@ from genssl.errors import ShapeError
 
 from ._common import check_matrix, check_positive, check_same_shape, l2_normalise
 from .assignments import sinkhorn_knopp
-from .kernels import (hsic_exact, hsic_features, identity_hsic_exact, identity_hsic_features,
-                      imq_frequencies, imq_kernel, random_fourier_features)
+from .kernels import (
+    hsic_exact,
+    hsic_features,
+    identity_hsic_exact,
+    identity_hsic_features,
+    imq_frequencies,
+    imq_kernel,
+    random_fourier_features,
+)
 from .matrix import total_coding_rate
 from .redundancy import cross_correlation, vicreg_covariance, vicreg_invariance, vicreg_variance
 
@@ -42,8 +50,9 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -
     return F.cross_entropy(logits, positive)
 
 
-def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, *, lambda_: float = 25.0, mu: float = 25.0,
-                nu: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+def vicreg_loss(
+    z1: torch.Tensor, z2: torch.Tensor, *, lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: float = 1e-4
+) -> torch.Tensor:
     """VICReg: λ·MSE(z1, z2) + μ·½[v(z1) + v(z2)] + ν·[c(z1) + c(z2)] (v, c as in ``redundancy``).
 
     Equals lightly's ``VICRegLoss`` (same defaults λ = μ = 25, ν = 1, ε = 1e-4).
@@ -54,8 +63,9 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, *, lambda_: float = 25.0, mu
     return lambda_ * inv + mu * var + nu * cov
 
 
-def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, *, lambda_: float = 0.0051,
-                      eps: float = 1e-5) -> torch.Tensor:
+def barlow_twins_loss(
+    z1: torch.Tensor, z2: torch.Tensor, *, lambda_: float = 0.0051, eps: float = 1e-5
+) -> torch.Tensor:
     """Barlow Twins: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij², C = BN(z1)ᵀBN(z2)/B (affine-free BN).
 
     Same normalisation as lightly's ``BarlowTwinsLoss`` (C divided by B, biased BN variance,
@@ -93,8 +103,14 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor, *, eps: float = 1e-8) -> torch.T
     return 2.0 + 2.0 * negative_cosine_similarity(p, z, eps=eps)
 
 
-def swav_loss(high_res: Sequence[torch.Tensor], low_res: Sequence[torch.Tensor] = (), *,
-              temperature: float = 0.1, iterations: int = 3, epsilon: float = 0.05) -> torch.Tensor:
+def swav_loss(
+    high_res: Sequence[torch.Tensor],
+    low_res: Sequence[torch.Tensor] = (),
+    *,
+    temperature: float = 0.1,
+    iterations: int = 3,
+    epsilon: float = 0.05,
+) -> torch.Tensor:
     """SwAV swapped prediction from prototype scores (``[B, K]`` per crop).
 
     For each high-resolution crop i, codes q_i = Sinkhorn(scores_i, detached); every other crop v
@@ -104,8 +120,10 @@ def swav_loss(high_res: Sequence[torch.Tensor], low_res: Sequence[torch.Tensor] 
     same iterations and ε; lightly returns shape ``[1]``, this a scalar.
     """
     if len(high_res) < 1 or len(high_res) + len(low_res) < 2:
-        raise ShapeError(f"SwAV needs at least one high-resolution crop and two crops in all; got "
-                         f"{len(high_res)} high- and {len(low_res)} low-resolution crops.")
+        raise ShapeError(
+            f"SwAV needs at least one high-resolution crop and two crops in all; got "
+            f"{len(high_res)} high- and {len(low_res)} low-resolution crops."
+        )
     check_positive("temperature", temperature)
     crops = list(high_res) + list(low_res)
     log_p = [F.log_softmax(s / temperature, dim=1) for s in crops]
@@ -117,8 +135,9 @@ def swav_loss(high_res: Sequence[torch.Tensor], low_res: Sequence[torch.Tensor] 
     return total / len(high_res)
 
 
-def deepcluster_loss(scores: Sequence[torch.Tensor], assignments: torch.Tensor, *,
-                     temperature: float = 0.1) -> torch.Tensor:
+def deepcluster_loss(
+    scores: Sequence[torch.Tensor], assignments: torch.Tensor, *, temperature: float = 0.1
+) -> torch.Tensor:
     """DeepCluster(-v2) cross-entropy to the epoch's k-means pseudo-labels.
 
     With ``scores`` the views' cosine similarities to the (frozen) k-means centroids, ``[B, K]``
@@ -131,9 +150,14 @@ def deepcluster_loss(scores: Sequence[torch.Tensor], assignments: torch.Tensor, 
     return torch.stack([F.cross_entropy(s / temperature, assignments) for s in scores]).mean()
 
 
-def dino_loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
-              centre: torch.Tensor, *, teacher_temp: float = 0.04,
-              student_temp: float = 0.1) -> torch.Tensor:
+def dino_loss(
+    teacher: Sequence[torch.Tensor],
+    student: Sequence[torch.Tensor],
+    centre: torch.Tensor,
+    *,
+    teacher_temp: float = 0.04,
+    student_temp: float = 0.1,
+) -> torch.Tensor:
     """DINO cross-entropy between centred, sharpened teacher and student distributions.
 
         P_t = softmax((t − centre)/τ_t),  log P_s = log_softmax(s/τ_s),
@@ -153,21 +177,29 @@ def dino_loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
     same = torch.eye(n_t, n_s, dtype=torch.bool, device=cross.device)
     n_pairs = n_t * n_s - min(n_t, n_s)
     if n_pairs == 0:
-        raise ShapeError("DINO needs at least two views in all: with one teacher and one student "
-                         "view every pair has the same view index.")
+        raise ShapeError(
+            "DINO needs at least two views in all: with one teacher and one student "
+            "view every pair has the same view index."
+        )
     return cross.masked_fill(same, 0.0).sum() / (n_pairs * t.shape[1])
 
 
-def dino_centre_update(centre: torch.Tensor, teacher: Sequence[torch.Tensor],
-                       momentum: float = 0.9) -> torch.Tensor:
+def dino_centre_update(centre: torch.Tensor, teacher: Sequence[torch.Tensor], momentum: float = 0.9) -> torch.Tensor:
     """New DINO centre m·centre + (1 − m)·mean of all teacher outputs (views and batch), detached."""
     batch_centre = torch.stack(list(teacher)).detach().mean(dim=(0, 1))
     return momentum * centre.detach().reshape(-1) + (1.0 - momentum) * batch_centre
 
 
-def ssl_hsic_loss(z: torch.Tensor, *, gamma: float = 3.0, c: float | torch.Tensor = 1.0,
-                  num_features: int | None = 512, generator: torch.Generator | None = None,
-                  normalise: bool = True, eps: float = 1e-12) -> torch.Tensor:
+def ssl_hsic_loss(
+    z: torch.Tensor,
+    *,
+    gamma: float = 3.0,
+    c: float | torch.Tensor = 1.0,
+    num_features: int | None = 512,
+    generator: torch.Generator | None = None,
+    normalise: bool = True,
+    eps: float = 1e-12,
+) -> torch.Tensor:
     """SSL-HSIC: −HSIC(Z, Y) + γ √HSIC(Z, Z) for ``z`` of shape ``[N images, M views, d]``.
 
     IMQ kernel with scale c, Y the image identity (:func:`identity_hsic_exact` /
@@ -191,8 +223,9 @@ def ssl_hsic_loss(z: torch.Tensor, *, gamma: float = 3.0, c: float | torch.Tenso
         k = imq_kernel(flat, flat, c)
         hsic_zy, hsic_zz = identity_hsic_exact(k, views), hsic_exact(k, k)
     else:
-        freqs = [imq_frequencies(dim, num_features, generator=generator, dtype=z.dtype,
-                                 device=z.device) for _ in range(2)]
+        freqs = [
+            imq_frequencies(dim, num_features, generator=generator, dtype=z.dtype, device=z.device) for _ in range(2)
+        ]
         phi1, phi2 = (random_fourier_features(flat, f, c) for f in freqs)
         hsic_zy = identity_hsic_features(phi1.reshape(n_img, views, -1))
         hsic_zz = hsic_features(phi1, phi2)

@@ -1,4 +1,5 @@
 """Reconstruction terms of the ER bound: log q(z2 | z1) for a vMF or a categorical decoder."""
+
 from __future__ import annotations
 
 import torch
@@ -7,9 +8,15 @@ from ._common import check_matrix, check_positive, check_same_shape, l2_normalis
 from .special import log_vmf_normaliser
 
 
-def vmf_reconstruction(z1: torch.Tensor, z2: torch.Tensor, kappa: float = 10.0, *,
-                       include_normaliser: bool = False, normalise: bool = True,
-                       reduction: str = "mean") -> torch.Tensor:
+def vmf_reconstruction(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    kappa: float = 10.0,
+    *,
+    include_normaliser: bool = False,
+    normalise: bool = True,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """vMF log-likelihood of one view given the other: κ⟨ẑ1_i, ẑ2_i⟩ (+ log C_d(κ)).
 
     A reconstruction to maximise (not a loss). ``z1``, ``z2``: ``[n, d]``, rows ℓ2-normalised
@@ -27,8 +34,9 @@ def vmf_reconstruction(z1: torch.Tensor, z2: torch.Tensor, kappa: float = 10.0, 
     return reduce(values, reduction)
 
 
-def symmetric_cross_entropy(p1: torch.Tensor, p2: torch.Tensor, *, eps: float = 1e-12,
-                            reduction: str = "mean") -> torch.Tensor:
+def symmetric_cross_entropy(
+    p1: torch.Tensor, p2: torch.Tensor, *, eps: float = 1e-12, reduction: str = "mean"
+) -> torch.Tensor:
     """½[−Σ_c p1_c log(p2_c + ε) − Σ_c p2_c log(p1_c + ε)] per row, for probabilities ``[n, C]``.
 
     A cross-entropy (a loss, ≥ 0): the discrete ER reconstruction term is its negative. ε keeps

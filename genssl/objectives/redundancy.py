@@ -1,4 +1,5 @@
 """Redundancy-reduction terms: VICReg's variance / covariance / invariance, Barlow Twins' C."""
+
 from __future__ import annotations
 
 import torch

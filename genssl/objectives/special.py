@@ -5,6 +5,7 @@ The von Mises–Fisher density on the unit sphere S^{d−1} ⊂ R^d is
 For large d the Bessel value I_{d/2−1}(κ) underflows double precision (d = 2048, κ = 10 gives
 about 10^{−2300}), so everything here is computed as a logarithm and never exponentiated.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,12 @@ def _debye_polynomials(t: float) -> tuple[float, float, float, float]:
     u1 = t * (3.0 - 5.0 * t2) / 24.0
     u2 = t2 * (81.0 - 462.0 * t2 + 385.0 * t2 * t2) / 1152.0
     u3 = t * t2 * (30375.0 - 369603.0 * t2 + 765765.0 * t2**2 - 425425.0 * t2**3) / 414720.0
-    u4 = t2 * t2 * (4465125.0 - 94121676.0 * t2 + 349922430.0 * t2**2 - 446185740.0 * t2**3
-                    + 185910725.0 * t2**4) / 39813120.0
+    u4 = (
+        t2
+        * t2
+        * (4465125.0 - 94121676.0 * t2 + 349922430.0 * t2**2 - 446185740.0 * t2**3 + 185910725.0 * t2**4)
+        / 39813120.0
+    )
     return u1, u2, u3, u4
 
 

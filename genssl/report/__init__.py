@@ -4,6 +4,7 @@
 summarises seeds, ``figures`` draws the plots, ``render`` writes Markdown and HTML, ``build`` puts the
 pieces in order and ``cli`` is the command line.
 """
+
 from __future__ import annotations
 
 from genssl.report.collect import Run, find_run_dirs, load_run, load_runs

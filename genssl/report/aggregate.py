@@ -1,4 +1,5 @@
 """Group runs by (data, method) and summarise each metric over seeds: mean ± std, n, gain over baseline."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,8 +21,8 @@ class Column:
 
     key: str
     label: str
-    get: Callable[[dict[str, Any]], float | None]   # reads a metric block (a Run's, or its baseline's)
-    gain: bool                                      # show the gain over the untrained baseline
+    get: Callable[[dict[str, Any]], float | None]  # reads a metric block (a Run's, or its baseline's)
+    gain: bool  # show the gain over the untrained baseline
 
     @property
     def fraction(self) -> bool:
@@ -61,22 +62,32 @@ class Group:
         if not values:
             return None
         gains = [v - b for v, b in pairs if v is not None and b is not None]
-        return Stat(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                    len(values), float(np.mean(gains)) if gains and column.gain else None)
+        return Stat(
+            float(np.mean(values)),
+            float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            len(values),
+            float(np.mean(gains)) if gains and column.gain else None,
+        )
 
     def baseline_stat(self, column: Column) -> Stat | None:
         """The same metric for the untrained encoders of this group's runs."""
         values = [v for v in (column.get(r.baseline) for r in self.runs if r.baseline) if v is not None]
         if not values:
             return None
-        return Stat(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                    len(values), None)
+        return Stat(
+            float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values), None
+        )
 
 
 def _block(run: Run) -> dict[str, Any]:
     """A run's own metrics in the same shape as its ``baseline`` block, so one getter reads both."""
-    return {"content": run.content, "style": run.style, "style_mean": run.style_mean,
-            "rank_me": run.rank_me, "extra": run.extra}
+    return {
+        "content": run.content,
+        "style": run.style,
+        "style_mean": run.style_mean,
+        "rank_me": run.rank_me,
+        "extra": run.extra,
+    }
 
 
 def _content_getter(key: str) -> Callable[[dict[str, Any]], float | None]:
@@ -93,9 +104,11 @@ def _extra_getter(key: str) -> Callable[[dict[str, Any]], float | None]:
 
 def style_getter(factor: str, probe: str = "linear") -> Callable[[dict[str, Any]], float | None]:
     """Reads one factor's probe score (``style[factor][probe]``) from a metric block."""
+
     def get(block: dict[str, Any]) -> float | None:
         value = block.get("style", {}).get(factor, {}).get(probe)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     return get
 
 
@@ -117,8 +130,10 @@ def group_runs(runs: list[Run]) -> dict[str, list[Group]]:
             group.runs.sort(key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0, str(r.path)))
             seeds = [r.seed for r in group.runs if r.seed is not None]
             if len(seeds) != len(set(seeds)):
-                warn(f"{group.name} on {group.data} has several runs with the same seed ({seeds}); they are "
-                     "averaged as if they were different seeds.")
+                warn(
+                    f"{group.name} on {group.data} has several runs with the same seed ({seeds}); they are "
+                    "averaged as if they were different seeds."
+                )
     return {data: list(groups.values()) for data, groups in by_data.items()}
 
 
@@ -150,8 +165,9 @@ def style_factors(groups: list[Group]) -> list[tuple[str, str]]:
 
 def best_rows(groups: list[Group], column: Column) -> set[int]:
     """Indices of the groups with the highest mean (ties included, compared as displayed)."""
-    shown = {i: round(s.mean, 3 if column.fraction else 2)
-             for i, g in enumerate(groups) if (s := g.stat(column)) is not None}
+    shown = {
+        i: round(s.mean, 3 if column.fraction else 2) for i, g in enumerate(groups) if (s := g.stat(column)) is not None
+    }
     if len(shown) < 2:
         return set()
     top = max(shown.values())

@@ -8,6 +8,7 @@ at or below an entry is a run. Options: ``embedding=tsne|pca|none`` (the 2-D tes
 The report is built in a temporary directory beside ``out`` and moved into place only when complete,
 so a failure leaves ``out`` as it was.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from genssl.errors import ConfigError, GensslError, choices
 
-USAGE = ("usage: genssl-report runs=[<run dir>,...] out=<dir> [embedding=tsne|pca|none] [progress=true|false] "
-         "[title=<text>]")
+USAGE = (
+    "usage: genssl-report runs=[<run dir>,...] out=<dir> [embedding=tsne|pca|none] [progress=true|false] [title=<text>]"
+)
 KEYS = ("runs", "out", "embedding", "progress", "title")
 PROJECTIONS = ("tsne", "pca", "none")
 
@@ -85,10 +87,12 @@ def parse_args(argv: list[str]) -> Options:
     options = Options()
     for arg in argv:
         key, sep, value = arg.partition("=")
-        key = key.lstrip("+")   # Hydra habit: "+runs=..." means the same here
+        key = key.lstrip("+")  # Hydra habit: "+runs=..." means the same here
         if not sep:
-            raise ConfigError(f"Unexpected argument '{arg}': genssl-report takes key=value arguments (quote a list "
-                              f"that holds spaces: 'runs=[a, b]'). {USAGE}")
+            raise ConfigError(
+                f"Unexpected argument '{arg}': genssl-report takes key=value arguments (quote a list "
+                f"that holds spaces: 'runs=[a, b]'). {USAGE}"
+            )
         if key not in KEYS:
             raise ConfigError(f"Unknown argument '{key}' in '{arg}': genssl-report takes {choices(KEYS)}. {USAGE}")
         if key == "runs":
@@ -117,8 +121,10 @@ def parse_args(argv: list[str]) -> Options:
 def check_out(out: Path) -> None:
     """``out`` must be a directory or not exist yet; nothing on its path may be a file."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={out} is a file, not a directory. Pass a directory for the report (it is created "
-                          "if missing), e.g. out=reports/latest.")
+        raise ConfigError(
+            f"out={out} is a file, not a directory. Pass a directory for the report (it is created "
+            "if missing), e.g. out=reports/latest."
+        )
     for parent in out.resolve().parents:
         if parent.exists():
             if not parent.is_dir():
@@ -150,7 +156,7 @@ def make_report(options: Options) -> tuple[Path, int]:
     assert options.out is not None
     out = options.out
     check_out(out)
-    runs = load_runs(find_run_dirs(options.runs))   # every bad input is reported before anything is written
+    runs = load_runs(find_run_dirs(options.runs))  # every bad input is reported before anything is written
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))

@@ -6,6 +6,7 @@ A run directory is any directory that holds ``metrics.json`` (written by ``genss
 unreadable ``metrics.json`` is an error; a damaged optional file is skipped with a warning, so one bad
 run never stops a report over a sweep.
 """
+
 from __future__ import annotations
 
 import glob
@@ -33,11 +34,11 @@ _GLOB_CHARS = set("*?[")
 class Embedding:
     """Test-set features of one run, as written to ``eval/embedding.npz``."""
 
-    features: np.ndarray          # [N, D] float32
-    labels: np.ndarray            # [N] int64
+    features: np.ndarray  # [N, D] float32
+    labels: np.ndarray  # [N] int64
     class_names: list[str]
     factor_names: list[str]
-    factors: np.ndarray           # [N, F] float32, F may be 0
+    factors: np.ndarray  # [N, F] float32, F may be 0
 
 
 @dataclass
@@ -52,10 +53,10 @@ class Run:
     style: dict[str, dict[str, Any]]
     style_mean: float | None
     rank_me: float | None
-    extra: dict[str, float]                    # dci_*, mig, elbo when present
+    extra: dict[str, float]  # dci_*, mig, elbo when present
     baseline: dict[str, Any] | None
     train: dict[str, Any]
-    curve: list[tuple[int, float]] = field(default_factory=list)   # (step, loss)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     curve_kind: str = "step"
     images: dict[str, Path] = field(default_factory=dict)
     embedding_path: Path | None = None
@@ -93,25 +94,33 @@ def find_run_dirs(entries: list[str]) -> list[Path]:
             matches = sorted(glob.glob(os.path.expanduser(entry), recursive=True))
             runs = [r for m in matches if Path(m).is_dir() for r in _runs_below(Path(m))]
             if not runs:
-                raise ConfigError(f"runs entry '{entry}' matched {len(matches)} path(s) but no run directory "
-                                  "(a directory holding metrics.json). Check the pattern, or quote it so the "
-                                  "shell does not expand it first.")
+                raise ConfigError(
+                    f"runs entry '{entry}' matched {len(matches)} path(s) but no run directory "
+                    "(a directory holding metrics.json). Check the pattern, or quote it so the "
+                    "shell does not expand it first."
+                )
             skipped = [m for m in matches if Path(m).is_dir() and not _runs_below(Path(m))]
             for path in skipped:
                 warn(f"skipping {path}: it holds no metrics.json (an unfinished run?).")
         else:
             path = Path(entry).expanduser()
             if not path.exists():
-                raise ConfigError(f"runs entry '{entry}' does not exist. Pass directories written by genssl-train "
-                                  "(each holds metrics.json), a glob, or a Hydra multirun folder.")
+                raise ConfigError(
+                    f"runs entry '{entry}' does not exist. Pass directories written by genssl-train "
+                    "(each holds metrics.json), a glob, or a Hydra multirun folder."
+                )
             if not path.is_dir():
-                raise ConfigError(f"runs entry '{entry}' is a file, not a run directory. Pass the directory that "
-                                  "holds metrics.json, not the file itself.")
+                raise ConfigError(
+                    f"runs entry '{entry}' is a file, not a run directory. Pass the directory that "
+                    "holds metrics.json, not the file itself."
+                )
             runs = _runs_below(path)
             if not runs:
-                raise ConfigError(f"runs entry '{entry}' holds no metrics.json, neither itself nor in any "
-                                  "subdirectory: it is not a finished genssl-train run (evaluate it with "
-                                  "genssl-eval run_dir=<dir> first) nor a folder of runs.")
+                raise ConfigError(
+                    f"runs entry '{entry}' holds no metrics.json, neither itself nor in any "
+                    "subdirectory: it is not a finished genssl-train run (evaluate it with "
+                    "genssl-eval run_dir=<dir> first) nor a folder of runs."
+                )
         found.extend(runs)
     unique: dict[Path, None] = {}
     for run in found:
@@ -146,25 +155,38 @@ def load_run(path: Path) -> Run:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"Cannot read {metrics_path}: {err}.") from None
     except json.JSONDecodeError as err:
-        raise DataError(f"{metrics_path} is not valid JSON ({err}). Re-run genssl-eval run_dir={path} to "
-                        "rewrite it, or leave that run out of runs=[...].") from None
+        raise DataError(
+            f"{metrics_path} is not valid JSON ({err}). Re-run genssl-eval run_dir={path} to "
+            "rewrite it, or leave that run out of runs=[...]."
+        ) from None
     if not isinstance(metrics, dict):
-        raise DataError(f"{metrics_path} holds a JSON {type(metrics).__name__}, not the object genssl-eval "
-                        "writes ({\"method\": ..., \"data\": ..., \"content\": {...}}).")
+        raise DataError(
+            f"{metrics_path} holds a JSON {type(metrics).__name__}, not the object genssl-eval "
+            'writes ({"method": ..., "data": ..., "content": {...}}).'
+        )
     config = _load_config(path)
     method = metrics.get("method") or config.get("method", {}).get("name")
     data = metrics.get("data") or config.get("data", {}).get("name")
     if not method or not data:
-        raise DataError(f"{metrics_path} names no method or data (keys 'method' and 'data'), and there is no "
-                        f"{path / '.hydra' / 'config.yaml'} to read them from.")
+        raise DataError(
+            f"{metrics_path} names no method or data (keys 'method' and 'data'), and there is no "
+            f"{path / '.hydra' / 'config.yaml'} to read them from."
+        )
     seed = metrics.get("seed", config.get("seed"))
     blocks = _metric_blocks(metrics)
-    run = Run(path=path, method=str(method), data=str(data), seed=int(seed) if number(seed) is not None else None,
-              baseline=_metric_blocks(metrics["baseline"]) if isinstance(metrics.get("baseline"), dict) else None,
-              train=metrics.get("train") if isinstance(metrics.get("train"), dict) else {}, **blocks)
+    run = Run(
+        path=path,
+        method=str(method),
+        data=str(data),
+        seed=int(seed) if number(seed) is not None else None,
+        baseline=_metric_blocks(metrics["baseline"]) if isinstance(metrics.get("baseline"), dict) else None,
+        train=metrics.get("train") if isinstance(metrics.get("train"), dict) else {},
+        **blocks,
+    )
     run.curve, run.curve_kind = _load_curve(path / "metrics.jsonl")
-    run.images = {kind: path / "eval" / f"{kind}.png" for kind in IMAGE_KINDS
-                  if (path / "eval" / f"{kind}.png").is_file()}
+    run.images = {
+        kind: path / "eval" / f"{kind}.png" for kind in IMAGE_KINDS if (path / "eval" / f"{kind}.png").is_file()
+    }
     if (path / "eval" / "embedding.npz").is_file():
         run.embedding_path = path / "eval" / "embedding.npz"
     return run
@@ -175,8 +197,9 @@ def _metric_blocks(metrics: dict[str, Any]) -> dict[str, Any]:
     content_raw = metrics.get("content") if isinstance(metrics.get("content"), dict) else {}
     content = {k: v for k, v in ((k, number(content_raw.get(k))) for k in CONTENT_KEYS) if v is not None}
     # Content metrics this module does not know yet are still shown, after the known ones.
-    content.update({k: v for k, v in ((k, number(v)) for k, v in content_raw.items()) if v is not None
-                    and k not in content})
+    content.update(
+        {k: v for k, v in ((k, number(v)) for k, v in content_raw.items()) if v is not None and k not in content}
+    )
     style_raw = metrics.get("style") if isinstance(metrics.get("style"), dict) else {}
     style = {name: probe for name, probe in style_raw.items() if isinstance(probe, dict)}
     style_mean = number(metrics.get("style_mean"))
@@ -192,8 +215,13 @@ def _metric_blocks(metrics: dict[str, Any]) -> dict[str, Any]:
     for key in ("mig", "elbo"):
         if (value := number(metrics.get(key))) is not None:
             extra[key] = value
-    return {"content": content, "style": style, "style_mean": style_mean,
-            "rank_me": number(metrics.get("rank_me")), "extra": extra}
+    return {
+        "content": content,
+        "style": style,
+        "style_mean": style_mean,
+        "rank_me": number(metrics.get("rank_me")),
+        "extra": extra,
+    }
 
 
 def _load_config(path: Path) -> dict[str, Any]:
@@ -222,7 +250,7 @@ def _load_curve(path: Path) -> tuple[list[tuple[int, float]], str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            bad += 1   # a run killed mid-write leaves a truncated last line
+            bad += 1  # a run killed mid-write leaves a truncated last line
             continue
         if not isinstance(record, dict) or record.get("kind") not in records:
             continue
@@ -249,13 +277,15 @@ def load_embedding(path: Path) -> Embedding | None:
         warn(f"ignoring {path}: {err}")
         return None
     if features.ndim != 2 or len(features) < 5 or len(labels) != len(features):
-        warn(f"ignoring {path}: features {features.shape} and labels {labels.shape} do not form [N, D] and [N] "
-             "with N >= 5.")
+        warn(
+            f"ignoring {path}: features {features.shape} and labels {labels.shape} do not form [N, D] and [N] "
+            "with N >= 5."
+        )
         return None
     if factors.ndim != 2 or len(factors) != len(features):
         factors, factor_names = np.zeros((len(features), 0), np.float32), []
-    factor_names = (factor_names + [f"factor {i}" for i in range(len(factor_names), factors.shape[1])])
-    return Embedding(features, labels, class_names, factor_names[:factors.shape[1]], factors)
+    factor_names = factor_names + [f"factor {i}" for i in range(len(factor_names), factors.shape[1])]
+    return Embedding(features, labels, class_names, factor_names[: factors.shape[1]], factors)
 
 
 def load_runs(paths: list[Path]) -> list[Run]:

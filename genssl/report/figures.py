@@ -3,6 +3,7 @@
 Colours come from colour-blind-safe palettes (Okabe–Ito for methods, Paul Tol's "muted" for classes,
 viridis for continuous factors); markers vary as well, so figures also read in grey scale.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,18 +21,40 @@ from genssl.report.collect import Embedding, Run  # noqa: E402
 METHOD_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 METHOD_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 # Paul Tol's "muted" qualitative scheme plus its pale grey: ten classes.
-CLASS_COLOURS = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
-                 "#AA4499", "#BBBBBB")
+CLASS_COLOURS = (
+    "#332288",
+    "#88CCEE",
+    "#44AA99",
+    "#117733",
+    "#999933",
+    "#DDCC77",
+    "#CC6677",
+    "#882255",
+    "#AA4499",
+    "#BBBBBB",
+)
 DPI = 110
 
-plt.rcParams.update({"figure.dpi": DPI, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                     "axes.spines.right": False, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8})
+plt.rcParams.update(
+    {
+        "figure.dpi": DPI,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "legend.fontsize": 8,
+    }
+)
 
 
 def method_styles(methods: list[str]) -> dict[str, tuple[str, str]]:
     """A fixed (colour, marker) per method, so one method looks the same in every figure."""
-    return {m: (METHOD_COLOURS[i % len(METHOD_COLOURS)], METHOD_MARKERS[i % len(METHOD_MARKERS)])
-            for i, m in enumerate(methods)}
+    return {
+        m: (METHOD_COLOURS[i % len(METHOD_COLOURS)], METHOD_MARKERS[i % len(METHOD_MARKERS)])
+        for i, m in enumerate(methods)
+    }
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -40,8 +63,9 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def content_style_scatter(groups: list[Group], linear: Column, style_mean: Column,
-                          styles: dict[str, tuple[str, str]], path: Path, title: str) -> Path | None:
+def content_style_scatter(
+    groups: list[Group], linear: Column, style_mean: Column, styles: dict[str, tuple[str, str]], path: Path, title: str
+) -> Path | None:
     """Content (linear probe) against style (mean style probe), one point per method, baselines hollow."""
     points = [(g, g.stat(linear), g.stat(style_mean)) for g in groups]
     points = [(g, x, y) for g, x, y in points if x is not None and y is not None]
@@ -51,17 +75,39 @@ def content_style_scatter(groups: list[Group], linear: Column, style_mean: Colum
     any_baseline = False
     for group, x, y in points:
         colour, marker = styles[group.name]
-        ax.errorbar(x.mean, y.mean, xerr=x.std if x.n > 1 else None, yerr=y.std if y.n > 1 else None,
-                    fmt=marker, color=colour, markersize=8, capsize=3, label=f"{group.name} (n={x.n})")
+        ax.errorbar(
+            x.mean,
+            y.mean,
+            xerr=x.std if x.n > 1 else None,
+            yerr=y.std if y.n > 1 else None,
+            fmt=marker,
+            color=colour,
+            markersize=8,
+            capsize=3,
+            label=f"{group.name} (n={x.n})",
+        )
         ax.annotate(group.name, (x.mean, y.mean), xytext=(6, 4), textcoords="offset points", fontsize=8)
         bx, by = group.baseline_stat(linear), group.baseline_stat(style_mean)
         if bx is not None and by is not None:
             any_baseline = True
-            ax.errorbar(bx.mean, by.mean, xerr=bx.std if bx.n > 1 else None, yerr=by.std if by.n > 1 else None,
-                        fmt=marker, color=colour, markerfacecolor="none", markersize=8, capsize=3)
+            ax.errorbar(
+                bx.mean,
+                by.mean,
+                xerr=bx.std if bx.n > 1 else None,
+                yerr=by.std if by.n > 1 else None,
+                fmt=marker,
+                color=colour,
+                markerfacecolor="none",
+                markersize=8,
+                capsize=3,
+            )
             # A faint arrow from untrained to trained: what training moved.
-            ax.annotate("", (x.mean, y.mean), (bx.mean, by.mean),
-                        arrowprops={"arrowstyle": "->", "color": colour, "alpha": 0.4, "lw": 1})
+            ax.annotate(
+                "",
+                (x.mean, y.mean),
+                (bx.mean, by.mean),
+                arrowprops={"arrowstyle": "->", "color": colour, "alpha": 0.4, "lw": 1},
+            )
     ax.set_xlabel("content: linear-probe accuracy (test)")
     ax.set_ylabel("style: mean style-probe score")
     ax.set_title(title)
@@ -73,8 +119,9 @@ def content_style_scatter(groups: list[Group], linear: Column, style_mean: Colum
     return _save(fig, path)
 
 
-def style_factor_bars(groups: list[Group], factors: list[tuple[str, str]], styles: dict[str, tuple[str, str]],
-                      path: Path, title: str) -> Path | None:
+def style_factor_bars(
+    groups: list[Group], factors: list[tuple[str, str]], styles: dict[str, tuple[str, str]], path: Path, title: str
+) -> Path | None:
     """Grouped bars: one group per style factor, one bar per method (mean over seeds, std as error bar)."""
     if not factors:
         return None
@@ -93,8 +140,18 @@ def style_factor_bars(groups: list[Group], factors: list[tuple[str, str]], style
             continue
         drawn = True
         colour, _ = styles[group.name]
-        ax.bar(x + (i - (len(groups) - 1) / 2) * width, means, width, yerr=errs, capsize=2, color=colour,
-               hatch=hatches[i % len(hatches)], edgecolor="white", linewidth=0.5, label=group.name)
+        ax.bar(
+            x + (i - (len(groups) - 1) / 2) * width,
+            means,
+            width,
+            yerr=errs,
+            capsize=2,
+            color=colour,
+            hatch=hatches[i % len(hatches)],
+            edgecolor="white",
+            linewidth=0.5,
+            label=group.name,
+        )
     if not drawn:
         plt.close(fig)
         return None
@@ -107,8 +164,7 @@ def style_factor_bars(groups: list[Group], factors: list[tuple[str, str]], style
     return _save(fig, path)
 
 
-def training_curves(groups: list[Group], styles: dict[str, tuple[str, str]], path: Path, title: str
-                    ) -> Path | None:
+def training_curves(groups: list[Group], styles: dict[str, tuple[str, str]], path: Path, title: str) -> Path | None:
     """Loss against step, one panel per method (losses of different methods are not on one scale)."""
     with_curves = [g for g in groups if any(r.curve for r in g.runs)]
     if not with_curves:
@@ -123,9 +179,16 @@ def training_curves(groups: list[Group], styles: dict[str, tuple[str, str]], pat
         for j, run in enumerate(r for r in group.runs if r.curve):
             steps, losses = zip(*run.curve)
             kinds.add(run.curve_kind)
-            ax.plot(steps, losses, line_styles[j % len(line_styles)], color=colour, lw=1.2,
-                    marker="o" if len(steps) < 12 else None, markersize=3,
-                    label=f"seed {run.seed}" if run.seed is not None else run.path.name)
+            ax.plot(
+                steps,
+                losses,
+                line_styles[j % len(line_styles)],
+                color=colour,
+                lw=1.2,
+                marker="o" if len(steps) < 12 else None,
+                markersize=3,
+                label=f"seed {run.seed}" if run.seed is not None else run.path.name,
+            )
         values = np.array([loss for r in group.runs for _, loss in r.curve])
         # Reconstruction losses fall by orders of magnitude; a log axis keeps the tail readable.
         if values.size and values.min() > 0 and values.max() / values.min() > 50:
@@ -134,7 +197,7 @@ def training_curves(groups: list[Group], styles: dict[str, tuple[str, str]], pat
         ax.set_xlabel("training step" + (" (epoch means)" if kinds == {"epoch"} else ""))
         ax.set_ylabel("loss (negative ELBO)")
         ax.legend(frameon=False)
-    for ax in list(axes.flat)[len(with_curves):]:
+    for ax in list(axes.flat)[len(with_curves) :]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
@@ -180,18 +243,33 @@ def embedding_figure(run: Run, embedding: Embedding, path: Path, projection: str
         mask = embedding.labels == cls
         label = names[cls] if 0 <= cls < len(names) else str(cls)
         if len(classes) <= len(CLASS_COLOURS):
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=7, color=CLASS_COLOURS[k],
-                       marker=METHOD_MARKERS[k % 5], label=label, alpha=0.8, linewidths=0)
+            ax.scatter(
+                coords[mask, 0],
+                coords[mask, 1],
+                s=7,
+                color=CLASS_COLOURS[k],
+                marker=METHOD_MARKERS[k % 5],
+                label=label,
+                alpha=0.8,
+                linewidths=0,
+            )
         else:  # many classes: a sequential map, no legend
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=6, color=plt.cm.viridis(k / max(len(classes) - 1, 1)),
-                       alpha=0.8, linewidths=0)
+            ax.scatter(
+                coords[mask, 0],
+                coords[mask, 1],
+                s=6,
+                color=plt.cm.viridis(k / max(len(classes) - 1, 1)),
+                alpha=0.8,
+                linewidths=0,
+            )
     ax.set_title(f"coloured by class ({len(classes)} classes)")
     if len(classes) <= len(CLASS_COLOURS):
         ax.legend(frameon=False, markerscale=2, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if factor is not None:
         ax2 = axes[0, 1]
-        points = ax2.scatter(coords[:, 0], coords[:, 1], s=7, c=embedding.factors[:, factor], cmap="viridis",
-                             alpha=0.85, linewidths=0)
+        points = ax2.scatter(
+            coords[:, 0], coords[:, 1], s=7, c=embedding.factors[:, factor], cmap="viridis", alpha=0.85, linewidths=0
+        )
         fig.colorbar(points, ax=ax2, label=embedding.factor_names[factor])
         ax2.set_title(f"coloured by style factor '{embedding.factor_names[factor]}'")
     for axis in axes.flat:

@@ -5,6 +5,7 @@ disagree. Text may use two inline marks, ``**bold**`` and ```code```, which Mark
 translates. The HTML embeds every PNG as a base64 ``data:`` URI and carries a small inline stylesheet
 and script, so it opens offline, from an e-mail attachment or a CI artefact, with nothing to fetch.
 """
+
 from __future__ import annotations
 
 import base64
@@ -125,8 +126,10 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(block, Bullets):
             out.append("\n".join(f"- {item}" for item in block.items))
         elif isinstance(block, Table):
-            lines = ["| " + " | ".join(h.replace("|", "\\|") for h in block.header) + " |",
-                     "|" + "|".join([":---"] + ["---:"] * (len(block.header) - 1)) + "|"]
+            lines = [
+                "| " + " | ".join(h.replace("|", "\\|") for h in block.header) + " |",
+                "|" + "|".join([":---"] + ["---:"] * (len(block.header) - 1)) + "|",
+            ]
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
             if block.caption:
                 lines += ["", f"*{block.caption}*"]
@@ -134,8 +137,11 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(block, Figure):
             out.append(f"![{block.alt}]({block.filename})" + (f"\n\n*{block.caption}*" if block.caption else ""))
         elif isinstance(block, Details):
-            out.append(f"<details><summary>{html.escape(block.summary)}</summary>\n\n"
-                       + "\n".join(f"- {item}" for item in block.items) + "\n\n</details>")
+            out.append(
+                f"<details><summary>{html.escape(block.summary)}</summary>\n\n"
+                + "\n".join(f"- {item}" for item in block.items)
+                + "\n\n</details>"
+            )
     return "\n\n".join(out) + "\n"
 
 
@@ -173,16 +179,19 @@ def to_html(blocks: list[Block], image_dir: Path, title: str) -> str:
         elif isinstance(block, Figure):
             uri = png_data_uri(image_dir / block.filename)
             caption = f"<figcaption>{_inline_html(block.caption)}</figcaption>" if block.caption else ""
-            body.append(f'<figure><img src="{uri}" alt="{html.escape(block.alt)}" '
-                        f'data-file="{html.escape(block.filename)}">{caption}</figure>')
+            body.append(
+                f'<figure><img src="{uri}" alt="{html.escape(block.alt)}" '
+                f'data-file="{html.escape(block.filename)}">{caption}</figure>'
+            )
         elif isinstance(block, Details):
             items = "".join(f"<li>{_inline_html(i)}</li>" for i in block.items)
             body.append(f"<details><summary>{_inline_html(block.summary)}</summary><ul>{items}</ul></details>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
-            "<body data-images=\"pending\">\n" + "\n".join(body)
-            + f"\n<script>\n{SCRIPT}\n</script>\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
+        '<body data-images="pending">\n' + "\n".join(body) + f"\n<script>\n{SCRIPT}\n</script>\n</body>\n</html>\n"
+    )
 
 
 def write_text_atomic(path: Path, text: str) -> None:

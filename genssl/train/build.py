@@ -1,4 +1,5 @@
 """Turn a resolved config into a trainable :class:`~genssl.inference.pyro_ssl.PyroSSL` method."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -10,21 +11,35 @@ from omegaconf import DictConfig, OmegaConf
 
 from genssl.data import ImageDataset, load_dataset
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.guides import (ClusterAssignmentGuide, DeltaEncoderGuide, DistillationGuide, NormalEncoderGuide,
-                          PrototypeGuide)
+from genssl.guides import (
+    ClusterAssignmentGuide,
+    DeltaEncoderGuide,
+    DistillationGuide,
+    NormalEncoderGuide,
+    PrototypeGuide,
+)
 from genssl.inference.directpred import DirectPredictor
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.train.build_masked import build_masked
 from genssl.models import BUILTIN_PRIORS, SimVAE, ViewModel
 from genssl.nets import build_decoder, build_encoder
 from genssl.nets.heads import projection_head
+from genssl.train.build_masked import build_masked
 
 
 def dataset_from_config(cfg: DictConfig) -> ImageDataset:
     """Load ``cfg.data`` (the split subsets are drawn with the run's seed)."""
     d = cfg.data
-    return load_dataset(d.name, root=d.root, train_subset=d.train_subset, test_subset=d.test_subset, seed=cfg.seed,
-                        download=d.download, image_size=d.image_size, styled=d.get("styled", False), **d.options)
+    return load_dataset(
+        d.name,
+        root=d.root,
+        train_subset=d.train_subset,
+        test_subset=d.test_subset,
+        seed=cfg.seed,
+        download=d.download,
+        image_size=d.image_size,
+        styled=d.get("styled", False),
+        **d.options,
+    )
 
 
 def instantiation_error(err: Exception) -> str:
@@ -36,13 +51,17 @@ def build_prior(prior_cfg: Mapping[str, Any] | str) -> Callable:
     """Instantiate ``model.prior``: a built-in name or a ``_target_`` dotted path with its kwargs."""
     if isinstance(prior_cfg, str):
         if prior_cfg not in BUILTIN_PRIORS:
-            raise ConfigError(f"Unknown prior '{prior_cfg}': model.prior must be {choices(BUILTIN_PRIORS)} or "
-                              "model.prior._target_=<module.Callable> for a prior of your own.")
+            raise ConfigError(
+                f"Unknown prior '{prior_cfg}': model.prior must be {choices(BUILTIN_PRIORS)} or "
+                "model.prior._target_=<module.Callable> for a prior of your own."
+            )
         return BUILTIN_PRIORS[prior_cfg]()
     target = prior_cfg.get("_target_") if isinstance(prior_cfg, Mapping) else None
     if not target:
-        raise ConfigError(f"model.prior={prior_cfg!r} names no prior: give one of {choices(BUILTIN_PRIORS)} "
-                          "or model.prior._target_=<module.Callable>.")
+        raise ConfigError(
+            f"model.prior={prior_cfg!r} names no prior: give one of {choices(BUILTIN_PRIORS)} "
+            "or model.prior._target_=<module.Callable>."
+        )
     try:
         return hydra.utils.instantiate(prior_cfg)
     except Exception as err:  # hydra wraps import and signature errors in its own exception types
@@ -61,17 +80,32 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
     view_var = m.get("view_var")
     views = int(cfg.data.num_views)
     if view_var is not None and views < 2:
-        raise ShapeError(f"SimVAE needs at least two views of each image to relate them, but data.num_views={views}. "
-                         "Set data.num_views=2 (or more), or use method=vae for single-view training.")
+        raise ShapeError(
+            f"SimVAE needs at least two views of each image to relate them, but data.num_views={views}. "
+            "Set data.num_views=2 (or more), or use method=vae for single-view training."
+        )
     prior_cfg = OmegaConf.to_container(m.prior, resolve=True) if isinstance(m.prior, DictConfig) else m.prior
     prior = build_prior(prior_cfg)
     decoder = build_decoder(cfg.net.encoder, m.latent_dim, channels, image_size)
-    model = SimVAE(decoder, prior, m.latent_dim, view_var=view_var, likelihood=cfg.data.likelihood,
-                   beta=m.beta, integrate_content=m.integrate_content)
+    model = SimVAE(
+        decoder,
+        prior,
+        m.latent_dim,
+        view_var=view_var,
+        likelihood=cfg.data.likelihood,
+        beta=m.beta,
+        integrate_content=m.integrate_content,
+    )
     encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim)
-    guide = NormalEncoderGuide(encoder, m.latent_dim, latent_site=model.latent_site,
-                               samples_content=model.samples_content, view_var=view_var, num_views=views,
-                               beta=m.beta)
+    guide = NormalEncoderGuide(
+        encoder,
+        m.latent_dim,
+        latent_site=model.latent_site,
+        samples_content=model.samples_content,
+        view_var=view_var,
+        num_views=views,
+        beta=m.beta,
+    )
     return PyroSSL(model, guide, elbo=m.elbo)
 
 
@@ -99,8 +133,9 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
     elif kind == "prototypes":
         k = g.prototypes.num
         teacher = g.prototypes.teacher
-        guide = PrototypeGuide(encoder, projector, k, teacher.enabled, teacher.momentum, teacher.temperature,
-                               teacher.centre_momentum)
+        guide = PrototypeGuide(
+            encoder, projector, k, teacher.enabled, teacher.momentum, teacher.temperature, teacher.centre_momentum
+        )
         sites = {"scores": k, **({"teacher_probs": k} if teacher.enabled else {})}
     elif kind == "clusters":
         k = g.clusters.num
@@ -124,15 +159,20 @@ def build_predictor(pred_cfg: DictConfig, dim: int) -> torch.nn.Module:
 
 
 BUILDERS: dict[str, Callable[[DictConfig, int, int], PyroSSL]] = {
-    "generative": build_generative, "discriminative": build_discriminative, "masked": build_masked}
+    "generative": build_generative,
+    "discriminative": build_discriminative,
+    "masked": build_masked,
+}
 
 
 def build_method(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     """Build the model/guide pair of ``cfg.method`` for images of the given shape."""
     family = cfg.method.family
     if family not in BUILDERS:
-        raise ConfigError(f"Unknown method family '{family}' in method '{cfg.method.name}': "
-                          f"method.family must be {choices(BUILDERS)}.")
+        raise ConfigError(
+            f"Unknown method family '{family}' in method '{cfg.method.name}': "
+            f"method.family must be {choices(BUILDERS)}."
+        )
     return BUILDERS[family](cfg, channels, image_size)
 
 
@@ -151,5 +191,7 @@ def check_input_shape(method: PyroSSL, views: torch.Tensor) -> None:
     except RuntimeError as err:
         if "shape" not in str(err) and "size" not in str(err):
             raise
-        raise ShapeError(f"Images of shape {tuple(views.shape[2:])} do not fit the chosen networks: {err}. "
-                         "Check data.image_size, data.channels and net.encoder.") from None
+        raise ShapeError(
+            f"Images of shape {tuple(views.shape[2:])} do not fit the chosen networks: {err}. "
+            "Check data.image_size, data.channels and net.encoder."
+        ) from None

@@ -1,4 +1,5 @@
 """Build the masked single-branch family (MAE, U-MAE, M-MAE): family ``masked`` in ``BUILDERS``."""
+
 from __future__ import annotations
 
 import hydra
@@ -17,8 +18,16 @@ def build_vit(vit_cfg: DictConfig, channels: int, image_size: int) -> ViTEncoder
     ``net.vit.patch_size: null`` picks :func:`~genssl.nets.vit.default_patch_size` (a 4×4 grid).
     """
     patch_size = vit_cfg.patch_size if vit_cfg.patch_size is not None else default_patch_size(image_size)
-    return ViTEncoder(channels, image_size, patch_size=patch_size, width=vit_cfg.width, depth=vit_cfg.depth,
-                      heads=vit_cfg.heads, mlp_ratio=vit_cfg.mlp_ratio, pos_embed=vit_cfg.pos_embed)
+    return ViTEncoder(
+        channels,
+        image_size,
+        patch_size=patch_size,
+        width=vit_cfg.width,
+        depth=vit_cfg.depth,
+        heads=vit_cfg.heads,
+        mlp_ratio=vit_cfg.mlp_ratio,
+        pos_embed=vit_cfg.pos_embed,
+    )
 
 
 def build_masked(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
@@ -26,15 +35,26 @@ def build_masked(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     m = cfg.model
     encoder = build_vit(cfg.net.vit, channels, image_size)
     d = m.decoder
-    decoder = MaskedPatchDecoder(encoder.grid, encoder.patch_size, channels, encoder.width, width=d.width,
-                                 depth=d.depth, heads=d.heads, mlp_ratio=d.mlp_ratio, pos_embed=cfg.net.vit.pos_embed)
+    decoder = MaskedPatchDecoder(
+        encoder.grid,
+        encoder.patch_size,
+        channels,
+        encoder.width,
+        width=d.width,
+        depth=d.depth,
+        heads=d.heads,
+        mlp_ratio=d.mlp_ratio,
+        pos_embed=cfg.net.vit.pos_embed,
+    )
     guide = MaskedEncoderGuide(encoder, mask_ratio=cfg.guide.mask_ratio)
     terms_cfg = OmegaConf.to_container(m.terms, resolve=True)
     try:
         terms = hydra.utils.instantiate(terms_cfg)
     except Exception as err:  # hydra wraps import, signature and value errors in its own exception types
         from genssl.train.build import instantiation_error  # build.py imports this module
+
         raise ConfigError(f"Could not build the objective terms {terms_cfg}: {instantiation_error(err)}.") from None
-    model = MaskedPatchModel(decoder, encoder.width, guide.num_visible, terms, norm_pix_loss=m.norm_pix_loss,
-                             pixel_var=m.pixel_var)
+    model = MaskedPatchModel(
+        decoder, encoder.width, guide.num_visible, terms, norm_pix_loss=m.norm_pix_loss, pixel_var=m.pixel_var
+    )
     return PyroSSL(model, guide, elbo=m.elbo)

@@ -1,4 +1,5 @@
 """Atomic, weights-only checkpoints of a training run."""
+
 from __future__ import annotations
 
 import os

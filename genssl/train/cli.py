@@ -1,4 +1,5 @@
 """``genssl-train``: the Hydra entry point that trains a method and evaluates it."""
+
 from __future__ import annotations
 
 import os
@@ -64,9 +65,14 @@ def headline(metrics: dict) -> str:
     """``linear 0.8465 (untrained 0.8253), knn …, style_mean …`` for the end-of-run line."""
     base = metrics.get("baseline", {})
     parts = []
-    for key, value, reference in [*((k, v, base.get("content", {}).get(k)) for k, v in
-                                    metrics.get("content", {}).items() if k in ("linear", "knn", "mlp")),
-                                  ("style_mean", metrics.get("style_mean"), base.get("style_mean"))]:
+    for key, value, reference in [
+        *(
+            (k, v, base.get("content", {}).get(k))
+            for k, v in metrics.get("content", {}).items()
+            if k in ("linear", "knn", "mlp")
+        ),
+        ("style_mean", metrics.get("style_mean"), base.get("style_mean")),
+    ]:
         if value is not None:
             parts.append(f"{key} {value:.4f}" + (f" (untrained {reference:.4f})" if reference is not None else ""))
     return ", ".join(parts) or "not evaluated"

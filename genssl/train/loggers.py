@@ -1,4 +1,5 @@
 """Metric sinks: ``metrics.jsonl`` in the run directory, and optionally Weights & Biases."""
+
 from __future__ import annotations
 
 import json
@@ -47,9 +48,15 @@ def _start_wandb(run_dir: Path, logger_cfg: DictConfig, full_cfg: DictConfig):
     if mode not in ("offline", "online", "disabled"):
         raise ConfigError(f"Unknown wandb mode '{mode}': logger.mode must be 'offline', 'online' or 'disabled'.")
     os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(project=logger_cfg.project, entity=logger_cfg.entity, name=logger_cfg.run_name,
-                      tags=list(logger_cfg.tags), mode=mode, dir=str(run_dir),
-                      config=OmegaConf.to_container(full_cfg, resolve=True))
+    return wandb.init(
+        project=logger_cfg.project,
+        entity=logger_cfg.entity,
+        name=logger_cfg.run_name,
+        tags=list(logger_cfg.tags),
+        mode=mode,
+        dir=str(run_dir),
+        config=OmegaConf.to_container(full_cfg, resolve=True),
+    )
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """The training loop: batches of multi-view images through a method's ELBO, with checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,22 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
     max_steps = tcfg.max_steps if tcfg.max_steps is not None else math.inf
     try:
         while state.epoch < tcfg.max_epochs and state.step < max_steps:
-            _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, device,
-                       batch_size, steps_per_epoch, max_steps, total_steps, lr_at)
+            _run_epoch(
+                cfg,
+                method,
+                augment,
+                images,
+                optimizer,
+                scaler,
+                state,
+                logger,
+                device,
+                batch_size,
+                steps_per_epoch,
+                max_steps,
+                total_steps,
+                lr_at,
+            )
             save_checkpoint(ckpt_path, _checkpoint_state(cfg, method, extra, optimizer, state))
     finally:
         logger.close()
@@ -83,20 +98,40 @@ def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch
     return state
 
 
-def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, device, batch_size,
-               steps_per_epoch, max_steps, total_steps, lr_at) -> None:
+def _run_epoch(
+    cfg,
+    method,
+    augment,
+    images,
+    optimizer,
+    scaler,
+    state,
+    logger,
+    device,
+    batch_size,
+    steps_per_epoch,
+    max_steps,
+    total_steps,
+    lr_at,
+) -> None:
     tcfg = cfg.trainer
     generator = epoch_generator(cfg.seed, state.epoch, device)
     method.before_epoch(images, generator, progress=tcfg.progress)
     order = torch.randperm(len(images), generator=generator, device=device)
     method.train()
     epoch_loss, epoch_steps, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(range(steps_per_epoch), desc=f"epoch {state.epoch + 1}/{tcfg.max_epochs}", unit="step",
-               disable=not tcfg.progress, dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        range(steps_per_epoch),
+        desc=f"epoch {state.epoch + 1}/{tcfg.max_epochs}",
+        unit="step",
+        disable=not tcfg.progress,
+        dynamic_ncols=True,
+        leave=False,
+    )
     for index in bar:
         if state.step >= max_steps:
             break
-        batch_index = order[index * batch_size:(index + 1) * batch_size]
+        batch_index = order[index * batch_size : (index + 1) * batch_size]
         batch = images[batch_index]
         tick = time.perf_counter()
         with torch.device(device):
@@ -104,8 +139,10 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
             with autocast(device, tcfg.precision):
                 loss = method(views, batch_index)
         if not torch.isfinite(loss):
-            raise GensslError(f"The loss became {loss.item()} at step {state.step} (epoch {state.epoch + 1}). "
-                              f"Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32.")
+            raise GensslError(
+                f"The loss became {loss.item()} at step {state.step} (epoch {state.epoch + 1}). "
+                f"Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32."
+            )
         lr = lr_at(state.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -126,20 +163,34 @@ def _run_epoch(cfg, method, augment, images, optimizer, scaler, state, logger, d
         speed = num_views / max(elapsed, 1e-9)
         bar.set_postfix(loss=f"{value:.4g}", views_per_s=f"{speed:.0f}")
         if state.step % tcfg.log_every == 0:
-            logger.log({"kind": "step", "epoch": state.epoch, "step": state.step, "loss": value,
-                        "samples_per_s": speed, "lr": optimizer.param_groups[0]["lr"]})
+            logger.log(
+                {
+                    "kind": "step",
+                    "epoch": state.epoch,
+                    "step": state.step,
+                    "loss": value,
+                    "samples_per_s": speed,
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+            )
     bar.close()
     state.epoch += 1
-    record = {"kind": "epoch", "epoch": state.epoch, "step": state.step,
-              "loss": epoch_loss / max(epoch_steps, 1), "seconds": time.perf_counter() - start,
-              "samples_per_s": state.samples / max(state.seconds, 1e-9)}
+    record = {
+        "kind": "epoch",
+        "epoch": state.epoch,
+        "step": state.step,
+        "loss": epoch_loss / max(epoch_steps, 1),
+        "seconds": time.perf_counter() - start,
+        "samples_per_s": state.samples / max(state.seconds, 1e-9),
+    }
     logger.log(record)
     if tcfg.progress:
         tqdm.write(f"epoch {state.epoch}: loss {record['loss']:.4f}, {record['seconds']:.1f}s")
 
 
-def _checkpoint_state(cfg, method: PyroSSL, extra: dict[str, torch.Tensor], optimizer, state: TrainState
-                      ) -> dict[str, Any]:
+def _checkpoint_state(
+    cfg, method: PyroSSL, extra: dict[str, torch.Tensor], optimizer, state: TrainState
+) -> dict[str, Any]:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -147,7 +198,10 @@ def _checkpoint_state(cfg, method: PyroSSL, extra: dict[str, torch.Tensor], opti
         "method": method.state_dict(),
         "extra_params": {name: p.detach().cpu() for name, p in extra.items()},
         "optimizer": optimizer.state_dict(),
-        "epoch": state.epoch, "step": state.step, "seconds": state.seconds, "samples": state.samples,
+        "epoch": state.epoch,
+        "step": state.step,
+        "seconds": state.seconds,
+        "samples": state.samples,
         "rng": rng,
         "config": OmegaConf.to_yaml(cfg, resolve=True),
     }
@@ -165,8 +219,10 @@ def restore_weights(method: PyroSSL, checkpoint: dict[str, Any], extra: dict[str
 
 def _resume(path: Path, method, extra, optimizer, device) -> TrainState:
     if not path.exists():
-        raise ConfigError(f"trainer.resume=true but there is no checkpoint at {path}. Pass the run directory of "
-                          "the run to resume as hydra.run.dir=<dir>, or drop trainer.resume to start afresh.")
+        raise ConfigError(
+            f"trainer.resume=true but there is no checkpoint at {path}. Pass the run directory of "
+            "the run to resume as hydra.run.dir=<dir>, or drop trainer.resume to start afresh."
+        )
     checkpoint = load_checkpoint(path, map_location=device)
     restore_weights(method, checkpoint, extra)
     optimizer.load_state_dict(checkpoint["optimizer"])

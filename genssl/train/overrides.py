@@ -4,6 +4,7 @@ Hydra reports an unknown config-group option with a multi-line listing and a hin
 traces; genssl wants one paragraph naming the valid options. It also lets users write
 ``model.prior=mog`` (as the docs do) for what Hydra spells ``model/prior=mog``.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -12,8 +13,15 @@ from collections.abc import Sequence
 from genssl.errors import ConfigError, choices
 
 # Override key (as users type it) → config group directory.
-GROUPS = {"method": "method", "data": "data", "model/prior": "model/prior", "trainer": "trainer",
-          "logger": "logger", "eval": "eval", "data/augment": "data/augment"}
+GROUPS = {
+    "method": "method",
+    "data": "data",
+    "model/prior": "model/prior",
+    "trainer": "trainer",
+    "logger": "logger",
+    "eval": "eval",
+    "data/augment": "data/augment",
+}
 ALIASES = {"model.prior": "model/prior", "data.augment": "data/augment"}
 
 
@@ -44,8 +52,10 @@ def normalise_overrides(argv: Sequence[str]) -> list[str]:
             valid = group_options(GROUPS[bare])
             for option in _sweep_values(value):
                 if option not in valid:
-                    raise ConfigError(f"Unknown {bare.replace('/', '.')} '{option}' (from '{arg}'): valid options "
-                                      f"are {choices(valid)}." + _hint(bare))
+                    raise ConfigError(
+                        f"Unknown {bare.replace('/', '.')} '{option}' (from '{arg}'): valid options "
+                        f"are {choices(valid)}." + _hint(bare)
+                    )
         out.append(f"{key}{sep}{value}" if sep else arg)
     return out
 

@@ -1,4 +1,5 @@
 """Device, precision and seeding choices for a run."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.device={name} asks for a GPU, but PyTorch sees no CUDA device on this "
-                              "machine. Use trainer.device=auto (GPU when there is one) or trainer.device=cpu.")
+            raise ConfigError(
+                f"trainer.device={name} asks for a GPU, but PyTorch sees no CUDA device on this "
+                "machine. Use trainer.device=auto (GPU when there is one) or trainer.device=cpu."
+            )
         return torch.device(name)
     raise ConfigError(f"Unknown device '{name}': trainer.device must be 'auto', 'cpu' or 'cuda'.")
 

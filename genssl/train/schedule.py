@@ -1,4 +1,5 @@
 """Learning-rate schedules as pure functions of the step, so a resumed run repeats them exactly."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,9 @@ from genssl.errors import ConfigError, choices
 SCHEDULES = ("constant", "cosine")
 
 
-def learning_rate(base_lr: float, step: int, total_steps: int, schedule: str = "constant",
-                  warmup_steps: int = 0) -> float:
+def learning_rate(
+    base_lr: float, step: int, total_steps: int, schedule: str = "constant", warmup_steps: int = 0
+) -> float:
     """The learning rate for optimiser step ``step`` (0-based) of a ``total_steps``-step run.
 
     Linear warm-up over the first ``warmup_steps`` steps, lr_t = base · (t + 1) / warmup, then
@@ -22,8 +24,9 @@ def learning_rate(base_lr: float, step: int, total_steps: int, schedule: str = "
       end of the planned run (MAE's recipe, with AdamW).
     """
     if schedule not in SCHEDULES:
-        raise ConfigError(f"Unknown learning-rate schedule '{schedule}': trainer.optim.schedule must be "
-                          f"{choices(SCHEDULES)}.")
+        raise ConfigError(
+            f"Unknown learning-rate schedule '{schedule}': trainer.optim.schedule must be {choices(SCHEDULES)}."
+        )
     if warmup_steps < 0:
         raise ConfigError(f"trainer.optim.warmup_epochs must be ≥ 0; it gives {warmup_steps} warm-up steps.")
     if step < warmup_steps:
