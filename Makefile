@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_FLAGS ?=
 
-.PHONY: install data run test test-all clean
+.PHONY: install data run lint test test-all clean
 
 install: $(STAMP) data
 
@@ -37,12 +37,17 @@ run: install
 	$(VENV)/bin/genssl-report runs=$(SHOWCASE)/runs out=$(SHOWCASE)/report
 	@echo "Report: $(CURDIR)/$(SHOWCASE)/report/report.html"
 
-test: install
+# ruff first (lint, import order, formatting), then the suite.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install lint
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_FLAGS)
 
 # The browser test opens the HTML report in headless Chromium; install it where apt is usable, else
 # that test skips itself.
-test-all: install
+test-all: install lint
 	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
 		&& command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "Installing Chromium (Debian package chromium) for the report's browser test"; \

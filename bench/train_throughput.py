@@ -18,10 +18,10 @@ import time
 import torch
 from hydra import compose, initialize_config_module
 
+from genssl.cli.overrides import normalise_overrides
 from genssl.data import build_augment
-from genssl.train.build import build_method
-from genssl.train.overrides import normalise_overrides
-from genssl.train.runtime import autocast, epoch_generator, resolve_device
+from genssl.methods import build_method
+from genssl.runtime import autocast, epoch_generator, resolve_device
 
 
 def main() -> None:

@@ -16,14 +16,15 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from genssl.data.augment import to_unit_float
 from genssl.errors import GensslError
-from genssl.guides.delta_encoder import DeltaEncoderGuide
+from genssl.guides.base import EncoderGuide
+from genssl.guides.delta_encoder import DeltaEncoderGuide, output_width
 from genssl.objectives import spherical_kmeans
 
 
@@ -33,12 +34,13 @@ class CentroidScores(nn.Module):
     def __init__(self, dim: int, num_clusters: int) -> None:
         super().__init__()
         self.register_buffer("centroids", F.normalize(torch.randn(num_clusters, dim), dim=1))
+        self.out_features = num_clusters
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(z, dim=-1) @ self.centroids.T
 
 
-class ClusterAssignmentGuide(PyroModule):
+class ClusterAssignmentGuide(EncoderGuide):
     """Online encoder + projector + frozen centroids; per-image cluster labels set by k-means each epoch."""
 
     uses_index = True
@@ -53,11 +55,18 @@ class ClusterAssignmentGuide(PyroModule):
     ) -> None:
         super().__init__()
         self.online = DeltaEncoderGuide(
-            encoder, nn.Sequential(projector, CentroidScores(projector[-1].out_features, num_clusters))
+            encoder, nn.Sequential(projector, CentroidScores(output_width(projector), num_clusters))
         )
+        self.sites = {"scores": num_clusters}
+        self.content_classes = num_clusters
         self.num_clusters, self.kmeans_iterations, self.batch_size = num_clusters, kmeans_iterations, batch_size
         # Recomputed at every epoch start, so not part of the checkpoint (and independent of N at build).
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, encoder: nn.Module, projector: nn.Module) -> ClusterAssignmentGuide:
+        """``guide.kind=clusters``: ``guide.clusters.num`` clusters, ``guide.clusters.iterations`` Lloyd rounds."""
+        return cls(encoder, projector, cfg.clusters.num, cfg.clusters.iterations)
 
     def represent(self, images: torch.Tensor) -> torch.Tensor:
         return self.online.represent(images)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
+from omegaconf import DictConfig
 from torch import nn
+
+from genssl.guides.base import EncoderGuide
 
 
 def embed_views(encoder: nn.Module, projector: nn.Module, views: torch.Tensor) -> torch.Tensor:
@@ -23,6 +25,12 @@ def embed_views(encoder: nn.Module, projector: nn.Module, views: torch.Tensor) -
     return z.unflatten(0, (num_views, batch)).transpose(0, 1)
 
 
+def output_width(projector: nn.Module) -> int:
+    """Width of a projection head's output: its last layer's ``out_features``."""
+    last = projector[-1] if isinstance(projector, nn.Sequential) else projector
+    return int(last.out_features)
+
+
 def sample_point_sites(sites: dict[str, torch.Tensor]) -> None:
     """Sample each [B, J, D] embedding as a point mass under the ``images`` plate."""
     batch = next(iter(sites.values())).shape[0]
@@ -31,13 +39,19 @@ def sample_point_sites(sites: dict[str, torch.Tensor]) -> None:
             pyro.sample(name, dist.Delta(value, event_dim=2))
 
 
-class DeltaEncoderGuide(PyroModule):
+class DeltaEncoderGuide(EncoderGuide):
     """Samples the site "z" ([B, J, D] embeddings of every view) as a point mass."""
 
     def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = projector
+        self.sites = {"z": output_width(projector)}
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, encoder: nn.Module, projector: nn.Module) -> DeltaEncoderGuide:
+        """The plain point-embedding guide (``guide.kind=delta``) takes no settings besides the projector."""
+        return cls(encoder, projector)
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         """Projected embeddings of views [B, J, C, H, W] → [B, J, D]."""

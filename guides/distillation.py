@@ -7,42 +7,31 @@ DirectPred) or the online projection itself (SimSiam) — with its gradient stop
 
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
-from pyro.nn import PyroModule
+from omegaconf import DictConfig
 from torch import nn
 
 from genssl.errors import ConfigError, choices
-from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, sample_point_sites
-from genssl.inference.directpred import DirectPredictor
+from genssl.guides.base import EncoderGuide
+from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, output_width, sample_point_sites
+from genssl.nets.directpred import DirectPredictor
+from genssl.nets.ema import ema_momentum, ema_update, frozen_copy
+from genssl.nets.heads import projection_head
 
 TARGETS = ("ema", "stopgrad")
+PREDICTORS = ("mlp", "directpred")
 
 
-def ema_momentum(base: float, progress: float) -> float:
-    """BYOL's cosine schedule: τ = 1 − (1 − τ_base)(cos(π·progress) + 1)/2, progress ∈ [0, 1]."""
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+def build_predictor(pred_cfg: DictConfig, dim: int) -> nn.Module:
+    """BYOL/SimSiam's MLP predictor, or DirectPred's directly-set linear one (``guide.predictor``)."""
+    if pred_cfg.kind == "mlp":
+        return projection_head(dim, pred_cfg.hidden_dim, dim, layers=2)
+    if pred_cfg.kind == "directpred":
+        return DirectPredictor(dim, pred_cfg.rho, pred_cfg.eps, pred_cfg.freq, pred_cfg.variant)
+    raise ConfigError(f"Unknown predictor '{pred_cfg.kind}': guide.predictor.kind must be {choices(PREDICTORS)}.")
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy with gradients off: the starting point of an EMA target."""
-    copied = copy.deepcopy(module)
-    copied.requires_grad_(False)
-    return copied
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """target ← τ·target + (1 − τ)·online for parameters; buffers (BatchNorm statistics) are copied."""
-    for target_p, online_p in zip(target.parameters(), online.parameters()):
-        target_p.mul_(tau).add_(online_p.detach(), alpha=1.0 - tau)
-    for target_b, online_b in zip(target.buffers(), online.buffers()):
-        target_b.copy_(online_b)
-
-
-class DistillationGuide(PyroModule):
+class DistillationGuide(EncoderGuide):
     """Online encoder + head + predictor, and a stop-gradient target branch."""
 
     def __init__(
@@ -60,9 +49,17 @@ class DistillationGuide(PyroModule):
         self.predictor = predictor
         self.target_kind = target
         self.base_momentum = momentum
+        width = output_width(projector)
+        self.sites = {"z": width, "prediction": width, "target": width}
         if target == "ema":
             # A plain nn.Module (not a PyroModule): its frozen weights stay out of Pyro's param store.
             self.target = nn.ModuleDict({"encoder": frozen_copy(encoder), "projector": frozen_copy(projector)})
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, encoder: nn.Module, projector: nn.Module) -> DistillationGuide:
+        """``guide.kind=distillation``: ``guide.predictor``, ``guide.target`` (ema | stopgrad), ``guide.momentum``."""
+        predictor = build_predictor(cfg.predictor, output_width(projector))
+        return cls(encoder, projector, predictor, cfg.target, cfg.momentum)
 
     @property
     def _target_branch(self) -> nn.ModuleDict:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 
+from genssl.guides.base import EncoderGuide
 from genssl.nets.masking import random_patch_mask, visible_count
 from genssl.nets.vit import ViTEncoder
 
 
-class MaskedEncoderGuide(PyroModule):
+class MaskedEncoderGuide(EncoderGuide):
     """Samples "mask", "cls" and "tokens" as point masses; ``represent`` is the unmasked [CLS] feature."""
 
     def __init__(self, encoder: ViTEncoder, mask_ratio: float = 0.75) -> None:
@@ -30,6 +30,8 @@ class MaskedEncoderGuide(PyroModule):
         self.encoder = encoder
         self.mask_ratio = float(mask_ratio)
         self.num_visible = visible_count(encoder.num_patches, self.mask_ratio)  # checks the ratio early
+        # Widths: one mask entry per patch; the [CLS] and visible-token embeddings are the encoder's width.
+        self.sites = {"mask": encoder.num_patches, "cls": encoder.width, "tokens": encoder.width}
 
     def propose(
         self, views: torch.Tensor, mask: torch.Tensor | None = None

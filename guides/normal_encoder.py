@@ -14,14 +14,15 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
+
+from genssl.guides.base import EncoderGuide
 
 MIN_SCALE = 1e-4
 
 
-class NormalEncoderGuide(PyroModule):
+class NormalEncoderGuide(EncoderGuide):
     """Guide for :class:`~genssl.models.SimVAE` built on any feature encoder with ``out_features``."""
 
     def __init__(
@@ -41,6 +42,7 @@ class NormalEncoderGuide(PyroModule):
         self.latent_site = latent_site
         self.samples_content = samples_content
         self.beta = beta
+        self.sites = {latent_site: latent_dim, **({"y": latent_dim} if samples_content else {})}
         if samples_content:
             init = math.sqrt((view_var or 1.0) / num_views)
             self.content_log_scale = nn.Parameter(torch.full((latent_dim,), math.log(init)))
@@ -57,15 +59,17 @@ class NormalEncoderGuide(PyroModule):
         """The representation used downstream: the posterior mean μ_φ(x)."""
         return self.encode(images)[0]
 
-    def forward(self, x: torch.Tensor) -> None:
+    def forward(self, x: torch.Tensor, beta: float | None = None) -> None:
+        """q(z | x) for views x [B, J, C, H, W]; ``beta`` (default: the model's β) weights the latents' terms."""
         batch, views = x.shape[:2]
+        beta = self.beta if beta is None else beta
         loc, scale = self.encode(x)  # [B, J, L]
         with poutine.scale(scale=1.0 / (batch * views)):
             if self.latent_site == "y":  # VAE: each view is an image of its own
-                with pyro.plate("images", batch * views), poutine.scale(scale=self.beta):
+                with pyro.plate("images", batch * views), poutine.scale(scale=beta):
                     pyro.sample("y", dist.Normal(loc.flatten(0, 1), scale.flatten(0, 1)).to_event(1))
                 return
-            with pyro.plate("images", batch), poutine.scale(scale=self.beta):
+            with pyro.plate("images", batch), poutine.scale(scale=beta):
                 # Sites in the model's order (y, then z) so Pyro can verify the mean-field guide.
                 if self.samples_content:
                     pyro.sample("y", dist.Normal(loc.mean(1), self.content_log_scale.exp()).to_event(1))

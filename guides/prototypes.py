@@ -9,12 +9,13 @@ distribution, with the centre an EMA of the teacher's mean scores (updated after
 from __future__ import annotations
 
 import torch
-from pyro.nn import PyroModule
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, sample_point_sites
-from genssl.guides.distillation import ema_momentum, ema_update, frozen_copy
+from genssl.guides.base import EncoderGuide
+from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, output_width, sample_point_sites
+from genssl.nets.ema import ema_momentum, ema_update, frozen_copy
 
 
 class PrototypeScores(nn.Module):
@@ -23,12 +24,13 @@ class PrototypeScores(nn.Module):
     def __init__(self, dim: int, num_prototypes: int) -> None:
         super().__init__()
         self.prototypes = nn.Parameter(F.normalize(torch.randn(num_prototypes, dim), dim=1))
+        self.out_features = num_prototypes
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(z, dim=-1) @ F.normalize(self.prototypes, dim=-1).T
 
 
-class PrototypeGuide(PyroModule):
+class PrototypeGuide(EncoderGuide):
     """Online encoder + head + prototypes; optionally an EMA teacher of all three (DINO)."""
 
     def __init__(
@@ -42,14 +44,26 @@ class PrototypeGuide(PyroModule):
         centre_momentum: float = 0.9,
     ) -> None:
         super().__init__()
-        head = nn.Sequential(projector, PrototypeScores(projector[-1].out_features, num_prototypes))
+        head = nn.Sequential(projector, PrototypeScores(output_width(projector), num_prototypes))
         self.online = DeltaEncoderGuide(encoder, head)
         self.has_teacher = teacher
         self.base_momentum, self.teacher_temp, self.centre_momentum = momentum, teacher_temp, centre_momentum
+        self.sites = {"scores": num_prototypes, **({"teacher_probs": num_prototypes} if teacher else {})}
         if teacher:
             self.teacher = nn.ModuleDict({"encoder": frozen_copy(encoder), "head": frozen_copy(head)})
             self.register_buffer("centre", torch.zeros(num_prototypes))
             self.register_buffer("batch_centre", torch.zeros(num_prototypes))
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, encoder: nn.Module, projector: nn.Module) -> PrototypeGuide:
+        """``guide.kind=prototypes``: ``guide.prototypes.num`` and an optional EMA ``guide.prototypes.teacher``
+        (``momentum``, sharpening ``temperature``, ``centre_momentum``; ``null`` for none, as in SwAV)."""
+        teacher = cfg.prototypes.get("teacher")
+        if teacher is None:
+            return cls(encoder, projector, cfg.prototypes.num)
+        return cls(
+            encoder, projector, cfg.prototypes.num, True, teacher.momentum, teacher.temperature, teacher.centre_momentum
+        )
 
     def represent(self, images: torch.Tensor) -> torch.Tensor:
         return self.online.represent(images)

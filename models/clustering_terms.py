@@ -4,14 +4,14 @@ The guide (:class:`~genssl.guides.PrototypeGuide`) proposes "scores", each view'
 against K prototypes [B, J, K], and for DINO also "teacher_probs", the EMA teacher's centred and
 sharpened distribution. The view conditional is a categorical over prototypes:
 
-| method  | view conditional (categorical over prototypes)                 | entropy term                        | −ELBO =  |
-|---------|----------------------------------------------------------------|-------------------------------------|----------|
-| swav    | Σ q_j log softmax(s_j'/τ), q_j = Sinkhorn(sg s_j), swapped     | none (Sinkhorn equipartition)       | SwAV     |
-| swav_er | −½[CE(p1, p2) + CE(p2, p1)], p_j = softmax(s_j/τ) (symmetric CE) | H(mean_b p), per view               | ER loss  |
-| dino    | Σ P_t log P_s over teacher/student pairs of different views   | none (centring + sharpening)        | DINO     |
-| dino_er | the same                                                       | H(mean_b P_s), per view             | ER loss  |
-| deepcluster    | mean_j log softmax(s_j/τ)[y_i], y_i the image's k-means cluster | none (k-means keeps clusters in use) | DeepCluster-v2 |
-| deepcluster_er | the same                                                 | H(mean_b p), per view               | ER loss  |
+| method | view conditional (categorical over prototypes) | entropy term | −ELBO = |
+|---|---|---|---|
+| swav | Σ q_j log softmax(s_j'/τ), q_j = Sinkhorn(sg s_j), swapped | none (Sinkhorn equipartition) | SwAV |
+| swav_er | −½[CE(p1, p2) + CE(p2, p1)], p_j = softmax(s_j/τ) (symmetric CE) | H(mean_b p), per view | ER loss |
+| dino | Σ P_t log P_s over teacher/student pairs of different views | none (centring + sharpening) | DINO |
+| dino_er | the same | H(mean_b P_s), per view | ER loss |
+| deepcluster | mean_j log softmax(s_j/τ)[y_i], y_i its k-means cluster | none (k-means) | DeepCluster-v2 |
+| deepcluster_er | the same | H(mean_b p), per view | ER loss |
 
 For DeepCluster the guide is :class:`~genssl.guides.ClusterAssignmentGuide`: "scores" against
 frozen k-means centroids, and the content latent y (uniform prior) held at the epoch's k-means label.

@@ -3,16 +3,16 @@
 A builder returns ``{term name: log-density term}`` for embeddings z [B, J, D] (J = 2 here). The
 ELBO with a Delta guide is the sum of the terms; the tests check −ELBO against the published loss:
 
-| method       | view conditional log q(z2 | z1)           | entropy / kernel term                        | −ELBO =              |
-|--------------|-------------------------------------------|----------------------------------------------|----------------------|
-| simclr       | vMF, κ = 1/τ: κ⟨ẑ1, ẑ2⟩                   | leave-one-out vMF KDE over all 2B embeddings | NT-Xent − log(2B−1)  |
-| simclr_er    | vMF, κ: κ⟨ẑ1, ẑ2⟩                         | vMF KDE entropy per branch (mean / plug-in)  | the ER loss          |
-| vicreg       | Gaussian: −λ‖z1 − z2‖²/d                  | −μ·variance hinge − ν·covariance (log-det surrogate) | VICReg        |
-| barlow_twins | Gaussian on standardised z: −Σ(1 − C_ii)² | −λ Σ_{i≠j} C_ij² (redundancy)                | Barlow Twins         |
-| spectral     | linear kernel: 2·mean z1ᵀz2               | −mean_{i≠j} (z1_iᵀ z2_j)²                    | spectral contrastive |
-| byol, directpred | vMF, κ = 2: κ cos(q(z1), sg t2), both ways | none (kept implicitly by the EMA target)  | BYOL − 2             |
-| simsiam      | vMF, κ = 1: κ cos(q(z1), sg z2), both ways | none (stop-gradient)                        | negative cosine      |
-| byol_er      | vMF, κ: κ cos(q(z1), sg t2), both ways     | vMF KDE entropy of the online projections   | the ER loss          |
+| method | view conditional log q(z2 | z1) | entropy / kernel term | −ELBO = |
+|---|---|---|---|
+| simclr | vMF, κ = 1/τ: κ⟨ẑ1, ẑ2⟩ | leave-one-out vMF KDE over all 2B embeddings | NT-Xent − log(2B−1) |
+| simclr_er | vMF, κ: κ⟨ẑ1, ẑ2⟩ | vMF KDE entropy per branch (mean / plug-in) | the ER loss |
+| vicreg | Gaussian: −λ‖z1 − z2‖²/d | −μ·variance hinge − ν·covariance (log-det surrogate) | VICReg |
+| barlow_twins | Gaussian on standardised z: −Σ(1 − C_ii)² | −λ Σ_{i≠j} C_ij² (redundancy) | Barlow Twins |
+| spectral | linear kernel: 2·mean z1ᵀz2 | −mean_{i≠j} (z1_iᵀ z2_j)² | spectral contrastive |
+| byol, directpred | vMF, κ = 2: κ cos(q(z1), sg t2), both ways | none (kept implicitly by the EMA target) | BYOL − 2 |
+| simsiam | vMF, κ = 1: κ cos(q(z1), sg z2), both ways | none (stop-gradient) | negative cosine |
+| byol_er | vMF, κ: κ cos(q(z1), sg t2), both ways | vMF KDE entropy of the online projections | the ER loss |
 
 Distillation terms read the guide's "prediction" and "target" sites; ``cos`` averages the two
 directions (view 1 predicts view 2 and the reverse).

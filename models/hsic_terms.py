@@ -12,6 +12,7 @@ the embeddings are detached there) learns it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, ItemsView
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ class SSLHSICTerms(nn.Module):
             return torch.cat([sites["prediction"], sites["target"]], dim=1)
         return sites["z"]
 
-    def items(self):
+    def items(self) -> ItemsView[str, Callable[[Sites], torch.Tensor]]:
         return {"hsic": self.hsic, "kernel_scale": self.kernel_scale}.items()
 
     def hsic(self, sites: Sites) -> torch.Tensor:

@@ -35,7 +35,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 
 from genssl.errors import ConfigError
-from genssl.models.view_model import Sites, Term
+from genssl.models.view_model import Sites, Term, enter_terms
 from genssl.nets.masking import patch_targets
 from genssl.nets.vit import MaskedPatchDecoder
 from genssl.objectives import mmae_coding_rate_loss, umae_uniformity
@@ -133,5 +133,4 @@ class MaskedPatchModel(PyroModule):
             with poutine.scale(scale=1.0 / hidden_values):
                 pyro.sample("patches", likelihood.to_event(3), obs=target)
         sites = {"mask": mask, "cls": cls, "tokens": tokens}
-        for name, term in self.terms.items():
-            pyro.factor(name, term(sites))
+        enter_terms(self.terms, sites)

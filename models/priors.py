@@ -7,7 +7,9 @@ no plate of its own. Learnable priors are ``PyroModule``s: their parameters trai
 the model and are saved in the checkpoint. Plain functions may use ``pyro.param`` instead.
 
 A prior that can be integrated out in closed form offers ``view_marginal(view_var, num_views,
-latent_dim)``; SimVAE then scores the view latents under that marginal and samples no y.
+latent_dim)``; SimVAE then scores the view latents under that marginal and samples no y. A proper
+prior may also offer ``marginal(extra_var, latent_dim, device)``, the distribution of y + N(0, extra_var·I)
+(one view's latent): the evaluation then bounds log p(x) in closed form instead of with Pyro's ELBO.
 
 Example of a user prior, passed as ``model.prior._target_=mymodule.LaplacePrior +model.prior.scale=2``::
 
@@ -42,6 +44,11 @@ class NormalPrior(PyroModule):
         # Python-float parameters broadcast on any device.
         return pyro.sample("y", dist.Normal(0.0, self.scale).expand([latent_dim]).to_event(1))
 
+    def marginal(self, extra_var: float, latent_dim: int, device: torch.device | None = None) -> dist.Distribution:
+        """y + ε, ε ~ N(0, extra_var·I): N(0, (scale² + extra_var) I)."""
+        scale = (self.scale**2 + extra_var) ** 0.5
+        return dist.Normal(torch.zeros(latent_dim, device=device), scale).to_event(1)
+
 
 class FlatPrior(PyroModule):
     """The paper's improper flat p(y); integrated out exactly by :class:`FlatViewMarginal`."""
@@ -72,6 +79,11 @@ class MixturePrior(PyroModule):
         components = dist.Normal(self.means, self.scales).to_event(1)
         mixture = dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
         return pyro.sample("y", mixture)
+
+    def marginal(self, extra_var: float, latent_dim: int, device: torch.device | None = None) -> dist.Distribution:
+        """y + ε, ε ~ N(0, extra_var·I): the same mixture with every component variance raised by extra_var."""
+        components = dist.Normal(self.means, (self.scales**2 + extra_var).sqrt()).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
 
 
 BUILTIN_PRIORS = {"normal": NormalPrior, "flat": FlatPrior, "mog": MixturePrior}

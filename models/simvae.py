@@ -8,6 +8,10 @@ For B source images with J views each (x: [B, J, C, H, W]):
 
 With ``view_var=None`` there is no view conditional: every view is an image of its own whose latent
 is drawn from the prior directly — the VAE, and with ``beta`` ≠ 1 the β-VAE.
+
+The model also answers the evaluation's questions about itself: :meth:`SimVAE.generate` is the same
+program with x unobserved (``pyro.infer.Predictive`` draws from it), :meth:`SimVAE.sample_view_latents`
+draws latents of new images, and :meth:`SimVAE.evidence_lower_bound` bounds log p(x) of single images.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.infer import Predictive, TraceMeanField_ELBO
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import kl_divergence
 
 from genssl.models.likelihoods import GAUSSIAN_LOG_VAR, observation, observation_mean
 
@@ -73,25 +79,32 @@ class SimVAE(PyroModule):
         """log p(x | z) summed over each image's pixels: x [..., C, H, W], z [..., L] → [...]."""
         return observation(self.likelihood, self.decoder(latent), self.obs_log_var).log_prob(x).sum((-3, -2, -1))
 
-    def forward(self, x: torch.Tensor) -> None:
+    def forward(self, x: torch.Tensor, beta: float | None = None) -> None:
+        """The model of views x [B, J, C, H, W]; ``beta`` (default: the model's β) weights the latents' terms."""
         batch, views = x.shape[:2]
+        self._program(batch, views, x, self.beta if beta is None else beta)
+
+    def generate(self, num_images: int, num_views: int = 1) -> None:
+        """The same program with x unobserved: ``Predictive(model.generate, ...)`` draws y, z and images."""
+        self._program(num_images, num_views, None, 1.0)
+
+    def _program(self, batch: int, views: int, x: torch.Tensor | None, beta: float) -> None:
         # Per-view normalisation: the loss is in nats per view, comparable across J and methods.
         with poutine.scale(scale=1.0 / (batch * views)):
             if self.is_vae:
-                self._vae(x.flatten(0, 1))
+                self._vae(batch * views, None if x is None else x.flatten(0, 1), beta)
             else:
-                self._simvae(x)
+                self._simvae(batch, views, x, beta)
 
-    def _vae(self, x: torch.Tensor) -> None:
-        with pyro.plate("images", x.shape[0]):
-            with poutine.scale(scale=self.beta):
-                y = self.prior(x.shape[0], self.latent_dim)
+    def _vae(self, num_images: int, x: torch.Tensor | None, beta: float) -> None:
+        with pyro.plate("images", num_images):
+            with poutine.scale(scale=beta):
+                y = self.prior(num_images, self.latent_dim)
             self._observe(x, y, event_dims=3)
 
-    def _simvae(self, x: torch.Tensor) -> None:
-        batch, views = x.shape[:2]
+    def _simvae(self, batch: int, views: int, x: torch.Tensor | None, beta: float) -> None:
         with pyro.plate("images", batch):
-            with poutine.scale(scale=self.beta):
+            with poutine.scale(scale=beta):
                 if self.integrate_content:
                     z = pyro.sample("z", self.prior.view_marginal(self.view_var, views, self.latent_dim))
                 else:
@@ -100,6 +113,55 @@ class SimVAE(PyroModule):
                     z = pyro.sample("z", dist.Normal(loc, self.view_var**0.5).to_event(2))
             self._observe(x, z, event_dims=4)
 
-    def _observe(self, x: torch.Tensor, latent: torch.Tensor, event_dims: int) -> None:
+    def _observe(self, x: torch.Tensor | None, latent: torch.Tensor, event_dims: int) -> None:
         likelihood = observation(self.likelihood, self.decoder(latent), self.obs_log_var)
         pyro.sample("x", likelihood.to_event(event_dims), obs=x)
+
+    # What the evaluation asks of a generative model.
+
+    def sample_view_latents(self, num_images: int) -> torch.Tensor | None:
+        """Latents [n, L] of one view of each of n new images, drawn from the model (y ~ p(y), then
+        z | y); None when the prior cannot be sampled (an improper prior, such as the flat one)."""
+        try:
+            draws = Predictive(self.generate, num_samples=1, return_sites=(self.latent_site,))(num_images, 1)
+        except NotImplementedError:  # improper distributions have no sampler
+            return None
+        return draws[self.latent_site].reshape(num_images, self.latent_dim)
+
+    def single_view_marginal(self) -> dist.Distribution | None:
+        """p(z) of one view, y integrated out, when the prior offers it in closed form (``prior.marginal``);
+        None otherwise."""
+        marginal = getattr(self.prior, "marginal", None)
+        device = next(self.decoder.parameters()).device
+        return None if marginal is None else marginal(self.view_var or 0.0, self.latent_dim, device)
+
+    def evidence_lower_bound(self, guide: nn.Module, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor | None:
+        """Σ over images of a lower bound on log p(x_i) for single images x [N, C, H, W] in [0, 1]; None
+        where p(x) does not exist (an improper prior).
+
+        With the prior's closed-form single-view marginal p(z): E_q[log p(x | z)] − KL(q(z | x) ‖ p(z))
+        (analytic KL where torch has it, else Monte Carlo on the same samples). Otherwise Pyro's own
+        mean-field ELBO of this model and ``guide`` on one view per image at β = 1, which also proposes
+        y: still a bound on log p(x), a looser one.
+        """
+        if not self._prior_is_proper():
+            return None
+        marginal = self.single_view_marginal()
+        if marginal is None:
+            per_image = -TraceMeanField_ELBO().loss(self, guide, x.unsqueeze(1), beta=1.0)
+            return torch.as_tensor(per_image * len(x))  # the model normalises per view: one view per image
+        loc, scale = guide.encode(x)
+        q = dist.Normal(loc, scale).to_event(1)
+        z = q.rsample((num_samples,))  # [S, N, L]
+        expected_ll = self.log_likelihood(x.expand(num_samples, *x.shape), z).mean(0)
+        try:
+            kl = kl_divergence(q, marginal)
+        except NotImplementedError:
+            kl = (q.log_prob(z) - marginal.log_prob(z)).mean(0)
+        return (expected_ll - kl).sum()
+
+    def _prior_is_proper(self) -> bool:
+        """Whether the prior can be sampled (improper distributions have no sampler); leaves the RNG alone."""
+        device = next(self.decoder.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), poutine.block():
+            return self.sample_view_latents(1) is not None

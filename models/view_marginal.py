@@ -17,6 +17,8 @@ import torch
 from pyro.distributions import Independent, Normal, TorchDistribution, constraints
 from torch.distributions import kl_divergence, register_kl
 
+EMPTY = torch.Size()
+
 
 class FlatViewMarginal(TorchDistribution):
     """Log-density of J views' latents [..., J, L] after integrating out a flat content latent."""
@@ -30,7 +32,7 @@ class FlatViewMarginal(TorchDistribution):
         view_var: float,
         num_views: int,
         latent_dim: int,
-        batch_shape: torch.Size = torch.Size(),
+        batch_shape: torch.Size = EMPTY,
         validate_args: bool | None = None,
     ) -> None:
         self.view_var = float(view_var)
@@ -48,10 +50,10 @@ class FlatViewMarginal(TorchDistribution):
         spread = (value - value.mean(-2, keepdim=True)).pow(2).sum((-2, -1))
         return self.log_normaliser - spread / (2 * self.view_var)
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> FlatViewMarginal:
+    def expand(self, batch_shape: torch.Size, _instance: FlatViewMarginal | None = None) -> FlatViewMarginal:
         return FlatViewMarginal(self.view_var, self.num_views, self.latent_dim, torch.Size(batch_shape))
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size = EMPTY) -> torch.Tensor:
         raise NotImplementedError(
             "A flat content prior is improper and cannot be sampled; choose model.prior=normal or mog "
             "to draw samples from the model."

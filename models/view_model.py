@@ -28,6 +28,12 @@ Sites = Mapping[str, torch.Tensor]
 Term = Callable[[Sites], torch.Tensor]
 
 
+def enter_terms(terms: Mapping[str, Term], sites: Sites) -> None:
+    """Enter every term's log-density of ``sites`` with ``pyro.factor``, under the term's name."""
+    for name, term in terms.items():
+        pyro.factor(name, term(sites))
+
+
 class ViewModel(PyroModule):
     """log p(sites) = Σ_t term_t(sites), entered with ``pyro.factor``.
 
@@ -57,5 +63,4 @@ class ViewModel(PyroModule):
             for name, dim in self.site_dims.items():
                 base = dist.ImproperUniform(constraints.real, (batch,), (num_views, dim))
                 sites[name] = pyro.sample(name, base)
-        for name, term in self.terms.items():
-            pyro.factor(name, term(sites))
+        enter_terms(self.terms, sites)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
+from genssl.cli.overrides import group_options, normalise_overrides
 from genssl.data import DATASETS
 from genssl.errors import ConfigError
-from genssl.train.overrides import group_options, normalise_overrides
 
 METHODS = ("simvae", "vae", "beta_vae")
 

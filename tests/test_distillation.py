@@ -11,11 +11,11 @@ from pyro.infer import Trace_ELBO
 
 from genssl.guides import DistillationGuide
 from genssl.guides.distillation import ema_momentum
-from genssl.inference.directpred import DirectPredictor, directpred_weight, running_correlation
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.models import ViewModel
 from genssl.models import discriminative_terms as terms
 from genssl.nets import build_encoder
+from genssl.nets.directpred import DirectPredictor, directpred_weight, running_correlation
 from genssl.nets.heads import projection_head
 from genssl.objectives import byol_loss, vmf_kde_entropy
 

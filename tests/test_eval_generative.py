@@ -10,10 +10,10 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 from pyro.nn import PyroModule
 
+from genssl.cli.overrides import normalise_overrides
 from genssl.data import build_augment, load_dataset
 from genssl.eval import generative as gen
-from genssl.train.build import build_method
-from genssl.train.overrides import normalise_overrides
+from genssl.methods import build_method
 
 CPU = torch.device("cpu")
 

@@ -82,7 +82,7 @@ def test_negative_elbo_is_the_published_loss(name, norm_pix, pixel_var, views_pe
     assert math.isclose(method.model.constant, 0.5 * math.log(2 * math.pi * pixel_var))
     grads_ours = torch.autograd.grad(ours, params)
     grads_ref = torch.autograd.grad(reference, params)
-    for p, a, b in zip(params, grads_ours, grads_ref):
+    for _, a, b in zip(params, grads_ours, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 

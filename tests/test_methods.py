@@ -6,9 +6,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from genssl.cli.overrides import group_options, normalise_overrides
 from genssl.data import build_augment
-from genssl.train.build import build_method
-from genssl.train.overrides import group_options, normalise_overrides
+from genssl.methods import build_method
 
 CONTRACT = (
     "vae",

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from genssl.report.cli import main, split_list
+from genssl.cli.report import main, split_list
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FACTORS = {"scale": "r2", "rotation": "r2", "flip": "acc"}

@@ -1,7 +1,7 @@
 """Datasets as uint8 tensors, ground-truth style factors, and batched multi-view augmentation."""
 
 from genssl.data.augment import MultiViewAugment, build_augment
-from genssl.data.datasets import DATASETS, dataset_options, load_dataset
+from genssl.data.datasets import DATASETS, dataset_from_config, dataset_options, load_dataset
 from genssl.data.styled import STYLE_KINDS, STYLE_RANGES, apply_style, style_split
 from genssl.data.types import ImageDataset, ImageSplit
 
@@ -14,6 +14,7 @@ __all__ = [
     "STYLE_RANGES",
     "apply_style",
     "build_augment",
+    "dataset_from_config",
     "dataset_options",
     "load_dataset",
     "style_split",

@@ -198,7 +198,7 @@ class MultiViewAugment(torch.nn.Module):
 class _Draw:
     """Random draws of shape [B·J], all from one generator, in a fixed order."""
 
-    def __init__(self, b: int, j: int, device: torch.device, generator: torch.Generator | None):
+    def __init__(self, b: int, j: int, device: torch.device, generator: torch.Generator | None) -> None:
         self.n, self.device, self.generator = b * j, device, generator
 
     def rand(self, *extra: int) -> torch.Tensor:

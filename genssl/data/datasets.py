@@ -148,3 +148,19 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
         resized = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[start : start + _RESIZE_CHUNK] = resized.round().clamp(0, 255).to(torch.uint8)
     return out
+
+
+def dataset_from_config(cfg: Any) -> ImageDataset:
+    """Load a run's ``cfg.data`` (its split subsets are drawn with the run's ``cfg.seed``)."""
+    d = cfg.data
+    return load_dataset(
+        d.name,
+        root=d.root,
+        train_subset=d.train_subset,
+        test_subset=d.test_subset,
+        seed=cfg.seed,
+        download=d.download,
+        image_size=d.image_size,
+        styled=d.get("styled", False),
+        **d.options,
+    )

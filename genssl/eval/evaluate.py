@@ -26,6 +26,7 @@ from genssl.eval.probes import few_label_linear_probe, knn_probe, linear_probe, 
 from genssl.eval.style import style_mean, style_probes
 from genssl.eval.style_targets import augmented_view_targets, dataset_augment, seeded_subset
 from genssl.inference.pyro_ssl import PyroSSL
+from genssl.methods import untrained_method
 
 BASELINE_KEYS = ("content", "style", "style_mean", "style_source", "rank_me", "dci", "mig", "mig_per_factor")
 EMBEDDING_POINTS = 2000  # test points kept for the report's 2-D embedding
@@ -226,8 +227,6 @@ def evaluate_with_baseline(
 ) -> dict[str, Any]:
     """:func:`evaluate` of the run (artefacts into ``run_dir/eval``) plus, under ``baseline``, the same
     metrics of the untrained network built from the run's seed (for an untrained run, its own)."""
-    from genssl.train.build import untrained_method
-
     progress = bool(cfg.trainer.progress)
     result = evaluate(method, dataset, cfg, device, progress, Path(run_dir) / "eval")
     if cfg.eval.baseline:

@@ -1,26 +1,23 @@
 """What a decoder adds to the evaluation: a test ELBO and pictures of reconstructions, samples, traversals.
 
-These apply to the generative methods (SimVAE, VAE, β-VAE: a :class:`PyroSSL` whose model is a
-:class:`~genssl.models.SimVAE`); for every other method :func:`write_generative_artefacts` returns
-None and writes nothing.
+These apply to the generative methods: a :class:`PyroSSL` whose model is a
+:class:`~genssl.models.GenerativeModel` (SimVAE, VAE, β-VAE); for every other method
+:func:`write_generative_artefacts` returns None and writes nothing. The model answers for itself —
+samples come from its own program (``Predictive``), the bound from its ``evidence_lower_bound`` — so a
+prior of the user's own gets samples, traversals and an ELBO with no change here.
 
 The test ELBO (:func:`test_elbo`) is a lower bound on the log-likelihood of *one* image, in nats per
 image (summed over pixels and channels, pixels scaled to [0, 1]), averaged over the images:
 
     ELBO(x) = E_{q(z|x)}[log p(x | z)] − KL(q(z | x) ‖ p(z)),
 
-with q the trained encoder and p(z) the model's marginal of one view's latent:
-
-- VAE / β-VAE: p(z) is the prior. β only reweights the training objective; the bound is at β = 1.
-- SimVAE: p(z) = ∫ p(y) N(z; y, σ² I) dy, the single-view marginal. SimVAE's training ELBO is a
-  bound on the joint density of J views of an image, which is not a per-image quantity, so it is
-  not used. The marginal is closed-form for the built-in priors: N(0, s²) gives N(0, (s² + σ²) I)
-  (KL analytic) and a mixture of Gaussians gives the same mixture with every variance increased by
-  σ² (KL by Monte Carlo on the samples of the first term).
-- The flat prior is improper, so p(x) and its bound do not exist: the ELBO is None.
-- A prior of the user's own (no closed-form marginal known here) falls back to Pyro's own ELBO of
-  the model and guide on single views (J = 1, β = 1): still a bound on log p(x), looser because
-  the guide also proposes y.
+with q the trained encoder and p(z) the model's marginal of one view's latent (see
+:meth:`~genssl.models.SimVAE.evidence_lower_bound`): closed-form where the prior offers it (N(0, s²)
+becomes N(0, (s² + σ²) I), a mixture of Gaussians the same mixture with every variance raised by σ²),
+else Pyro's own ELBO on single views at β = 1, a looser bound. The flat prior is improper, so p(x) and
+its bound do not exist: the ELBO is None. β only reweights the training objective; the bound is at β = 1.
+SimVAE's training ELBO bounds the joint density of J views of an image, not a per-image quantity, so
+it is not used.
 
 With ``likelihood=bernoulli`` on grey levels the first term is the binary cross-entropy the training
 uses, not the log-density of a continuous image; values compare runs on the same data and
@@ -35,16 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import torch
 from PIL import Image
-from torch.distributions import kl_divergence
 
 from genssl.data import ImageDataset
 from genssl.data.augment import to_unit_float
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.models import FlatPrior, MixturePrior, NormalPrior, SimVAE
+from genssl.models import GenerativeModel
 
 CELL_TARGET = 96  # nearest-neighbour upscale so that a cell is about this many pixels wide
 BORDER = 2  # pixels of border between cells (in the upscaled picture)
@@ -54,8 +48,8 @@ EVAL_IMAGES = 256  # test images for the ELBO and the traversal's latent statist
 
 
 def has_decoder(method: torch.nn.Module) -> bool:
-    """Whether ``method`` is generative: a :class:`PyroSSL` whose model is a :class:`SimVAE`."""
-    return isinstance(method, PyroSSL) and isinstance(method.model, SimVAE)
+    """Whether ``method`` is generative: a :class:`PyroSSL` whose model is a :class:`GenerativeModel`."""
+    return isinstance(method, PyroSSL) and isinstance(method.model, GenerativeModel)
 
 
 @contextmanager
@@ -70,46 +64,6 @@ def _evaluating(method: torch.nn.Module) -> Iterator[None]:
         method.train(was_training)
 
 
-def _view_marginal(model: SimVAE, device: torch.device) -> dist.Distribution | None:
-    """p(z) of one view for the built-in proper priors (see the module docstring); None otherwise."""
-    prior, extra_var = model.prior, (model.view_var or 0.0)
-    if isinstance(prior, NormalPrior):
-        scale = math.sqrt(prior.scale**2 + extra_var)
-        return dist.Normal(torch.zeros(model.latent_dim, device=device), scale).to_event(1)
-    if isinstance(prior, MixturePrior):
-        scales = (prior.scales**2 + extra_var).sqrt()
-        components = dist.Normal(prior.means, scales).to_event(1)
-        return dist.MixtureSameFamily(dist.Categorical(logits=prior.logits), components)
-    return None
-
-
-def _elbo_closed_form(
-    model: SimVAE, guide: torch.nn.Module, x: torch.Tensor, marginal: dist.Distribution, num_samples: int
-) -> torch.Tensor:
-    """Per-image ELBO [N] under the single-view marginal ``marginal`` (see the module docstring)."""
-    loc, scale = guide.encode(x)
-    q = dist.Normal(loc, scale).to_event(1)
-    z = q.rsample((num_samples,))  # [S, N, L]
-    expected_ll = model.log_likelihood(x.expand(num_samples, *x.shape), z).mean(0)
-    if isinstance(marginal, dist.Independent):  # Normal: analytic
-        kl = kl_divergence(q, marginal)
-    else:
-        kl = (q.log_prob(z) - marginal.log_prob(z)).mean(0)
-    return expected_ll - kl
-
-
-def _elbo_pyro(method: PyroSSL, x: torch.Tensor) -> torch.Tensor:
-    """Mean per-image ELBO of the model's own Pyro objective on single views, at β = 1."""
-    model, guide = method.model, method.guide
-    saved = model.beta, guide.beta
-    model.beta = guide.beta = 1.0
-    try:
-        # The model normalises its ELBO per view; with one view per image that is per image.
-        return -method(x.unsqueeze(1))
-    finally:
-        model.beta, guide.beta = saved
-
-
 def test_elbo(
     method: PyroSSL, images: torch.Tensor, device: torch.device, batch_size: int = 256, num_samples: int = 1
 ) -> float | None:
@@ -120,18 +74,15 @@ def test_elbo(
     """
     if not has_decoder(method):
         return None
-    model: SimVAE = method.model
-    if isinstance(model.prior, FlatPrior):
-        return None
-    marginal = _view_marginal(model, device)
+    model: GenerativeModel = method.model
     total, count = 0.0, 0
     with _evaluating(method):
         for start in range(0, len(images), batch_size):
             x = to_unit_float(images[start : start + batch_size].to(device))
-            if marginal is None:
-                total += float(_elbo_pyro(method, x)) * len(x)
-            else:
-                total += float(_elbo_closed_form(model, method.guide, x, marginal, num_samples).sum())
+            bound = model.evidence_lower_bound(method.guide, x, num_samples)
+            if bound is None:
+                return None
+            total += float(bound)
             count += len(x)
     return total / count
 
@@ -169,27 +120,18 @@ def reconstruction_grid(method: PyroSSL, images: torch.Tensor, device: torch.dev
     return tile(torch.stack((x, recon)))
 
 
-def sample_prior_latents(model: SimVAE, n: int) -> torch.Tensor:
-    """n view latents [n, L] from the model: y ~ p(y), then z | y ~ N(y, σ² I) (z = y for the VAE)."""
-    with pyro.poutine.block(), pyro.plate("images", n):
-        y = model.prior(n, model.latent_dim)
-    if model.view_var is None:
-        return y
-    return y + math.sqrt(model.view_var) * torch.randn_like(y)
-
-
 def prior_samples_grid(method: PyroSSL, n: int, device: torch.device, seed: int, cols: int = 8) -> np.ndarray | None:
     """Decoder means of ``n`` latents drawn from the model, in rows of ``cols``; None when the
     prior cannot be sampled (the improper flat prior). The picture depends on ``seed`` only: the
     draw uses its own RNG state and leaves the global one untouched."""
-    if isinstance(method.model, SimVAE) and isinstance(method.model.prior, FlatPrior):
-        return None
-    model: SimVAE = method.model
+    model: GenerativeModel = method.model
     devices = [device] if torch.device(device).type == "cuda" else []
     with _evaluating(method), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        z = sample_prior_latents(model, n).to(device)
-        means = model.decode_mean(z)
+        z = model.sample_view_latents(n)
+        if z is None:
+            return None
+        means = model.decode_mean(z.to(device))
     rows = math.ceil(n / cols)
     pad = means.new_full((rows * cols - n, *means.shape[1:]), BORDER_LEVEL)
     return tile(torch.cat((means, pad)).view(rows, cols, *means.shape[1:]))

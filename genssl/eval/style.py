@@ -220,9 +220,9 @@ def style_probes(
         fits = ridge_probe(
             subset_x, train_t[:, continuous], test_x, test_t[:, continuous], ridge_alphas, val_fraction, seed
         )
-        for j, fit in zip(continuous, fits):
-            result[names[j]] = {"metric": "r2", "linear": fit["score"]}
-    for j, name in enumerate(names):
+        for column, fit in zip(continuous, fits):
+            result[names[column]] = {"metric": "r2", "linear": fit["score"]}
+    for name in names:
         if usable[name].kind == "discrete":
             fit = linear_probe(
                 subset_x,

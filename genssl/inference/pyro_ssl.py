@@ -7,23 +7,35 @@ pair, built with Pyro's ``ELBO()(model, guide)`` idiom so that a plain torch opt
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyro
 import torch
 from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
 from genssl.errors import ConfigError, choices
+from genssl.inference.hooks import TrainingHooks
 
 ELBOS: dict[str, type[ELBO]] = {"meanfield": TraceMeanField_ELBO, "trace": Trace_ELBO}
 
 
-class PyroSSL(nn.Module):
-    """Holds the ELBO module of (model, guide); ``forward(views)`` returns the loss to minimise."""
+class PyroSSL(nn.Module, TrainingHooks):
+    """Holds the ELBO module of (model, guide); ``forward(views)`` returns the loss to minimise.
+
+    The training hooks (:class:`~genssl.inference.hooks.TrainingHooks`) are the guide's: the guide
+    keeps the state they update (EMA targets, k-means labels, DirectPred's F̂).
+    """
 
     def __init__(self, model: nn.Module, guide: nn.Module, elbo: str = "meanfield") -> None:
         super().__init__()
         if elbo not in ELBOS:
             raise ConfigError(f"Unknown ELBO estimator '{elbo}': model.elbo must be {choices(ELBOS)}.")
+        if not isinstance(guide, TrainingHooks):
+            raise TypeError(
+                f"{type(guide).__name__} is not a genssl guide: it must offer represent(), before_epoch(), "
+                "after_step() and uses_index (subclass genssl.guides.EncoderGuide for the defaults)."
+            )
         # "meanfield" uses analytic KL terms wherever both sites have one registered.
         self.objective = ELBOS[elbo]()(model, guide)
 
@@ -38,7 +50,7 @@ class PyroSSL(nn.Module):
     @property
     def uses_index(self) -> bool:
         """Whether the guide keeps per-image state looked up by dataset index (DeepCluster's labels)."""
-        return bool(getattr(self.guide, "uses_index", False))
+        return bool(self.guide.uses_index)
 
     def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """−ELBO of views [B, J, C, H, W]; ``index`` (the images' dataset indices) reaches guides that use it."""
@@ -50,15 +62,11 @@ class PyroSSL(nn.Module):
         self, images: torch.Tensor, generator: torch.Generator | None = None, progress: bool = False
     ) -> None:
         """Called with the uint8 training images at the start of each epoch (DeepCluster's k-means)."""
-        hook = getattr(self.guide, "before_epoch", None)
-        if hook is not None:
-            hook(images, generator, progress)
+        self.guide.before_epoch(images, generator, progress)
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step with training progress in [0, 1] (EMA targets use it)."""
-        hook = getattr(self.guide, "after_step", None)
-        if hook is not None:
-            hook(progress)
+        self.guide.after_step(progress)
 
     @torch.no_grad()
     def represent(self, images: torch.Tensor) -> torch.Tensor:
@@ -74,3 +82,12 @@ class PyroSSL(nn.Module):
             for name in store.keys()
             if id(store.get_param(name).unconstrained()) not in own
         }
+
+    def restore_weights(self, checkpoint: dict[str, Any], extra: dict[str, torch.Tensor] | None = None) -> None:
+        """Load a checkpoint's module weights and ``pyro.param`` values (``extra_params``) into this method."""
+        self.load_state_dict(checkpoint["method"])
+        extra = self.extra_parameters() if extra is None else extra
+        with torch.no_grad():
+            for name, value in checkpoint.get("extra_params", {}).items():
+                if name in extra:
+                    extra[name].copy_(value)

@@ -41,7 +41,7 @@ class RunLogger:
             self.wandb.finish()
 
 
-def _start_wandb(run_dir: Path, logger_cfg: DictConfig, full_cfg: DictConfig):
+def _start_wandb(run_dir: Path, logger_cfg: DictConfig, full_cfg: DictConfig) -> Any:
     import wandb  # imported lazily: it is slow to import and most runs do not use it
 
     mode = logger_cfg.mode

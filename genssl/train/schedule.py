@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from omegaconf import DictConfig
 
 from genssl.errors import ConfigError, choices
+from genssl.ramps import cosine_decay
 
 SCHEDULES = ("constant", "cosine")
 
@@ -33,8 +33,7 @@ def learning_rate(
         return base_lr * (step + 1) / warmup_steps
     if schedule == "constant":
         return base_lr
-    progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base_lr * cosine_decay((step - warmup_steps) / max(total_steps - warmup_steps, 1))
 
 
 def schedule_from_config(optim_cfg: DictConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:

@@ -16,7 +16,7 @@ from genssl.errors import GensslError
 
 def main() -> None:
     """Console script: check group overrides, then hand over to Hydra."""
-    from genssl.train.overrides import normalise_overrides
+    from genssl.cli.overrides import normalise_overrides
 
     try:
         sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
@@ -40,11 +40,13 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Train, save ``checkpoints/last.pt``, evaluate and write ``metrics.json`` into ``run_dir``."""
+    from genssl.data import dataset_from_config
     from genssl.eval.evaluate import evaluate_with_baseline
     from genssl.eval.report_json import metrics_payload
-    from genssl.train.build import dataset_from_config, untrained_method
-    from genssl.train.loop import train, write_json_atomic
-    from genssl.train.runtime import resolve_device, set_num_threads
+    from genssl.methods import untrained_method
+    from genssl.runfiles import write_json_atomic
+    from genssl.runtime import resolve_device, set_num_threads
+    from genssl.train.loop import train
 
     set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)

@@ -1,7 +1,12 @@
-"""Atomic, weights-only checkpoints of a training run."""
+"""Files of a run directory written so that a crash never leaves a half-written one.
+
+Checkpoints are weights-only pickles (``torch.load(..., weights_only=True)``: tensors and plain
+containers, no code); JSON files are written whole, then renamed into place.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -32,3 +37,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: tensors and plain containers, no pickled code."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON through a temporary file renamed over ``path``."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)

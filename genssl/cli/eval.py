@@ -69,18 +69,18 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 
 def evaluate_run(run_dir: Path, checkpoint_path: Path, cfg: DictConfig) -> dict:
     """Rebuild the run's method, load its weights, evaluate and write ``metrics.json``."""
+    from genssl.data import dataset_from_config
     from genssl.eval.evaluate import evaluate_with_baseline
-    from genssl.train.build import dataset_from_config, untrained_method
-    from genssl.train.checkpoint import load_checkpoint
-    from genssl.train.loop import restore_weights, write_json_atomic
-    from genssl.train.runtime import resolve_device, set_num_threads
+    from genssl.methods import untrained_method
+    from genssl.runfiles import load_checkpoint, write_json_atomic
+    from genssl.runtime import resolve_device, set_num_threads
 
     set_num_threads(cfg.trainer.get("num_threads"))
     device = resolve_device(cfg.trainer.device)
     dataset = dataset_from_config(cfg)
     method = untrained_method(cfg, dataset, device)
     checkpoint = load_checkpoint(checkpoint_path, map_location=device)
-    restore_weights(method, checkpoint)
+    method.restore_weights(checkpoint)
     metrics_path = run_dir / "metrics.json"
     metrics = (
         json.loads(metrics_path.read_text())

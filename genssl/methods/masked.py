@@ -1,14 +1,13 @@
-"""Build the masked single-branch family (MAE, U-MAE, M-MAE): family ``masked`` in ``BUILDERS``."""
+"""Family ``masked`` (MAE, U-MAE, M-MAE): a ViT encoder of the visible patches and a patch decoder likelihood."""
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from genssl.errors import ConfigError
-from genssl.guides.masked_encoder import MaskedEncoderGuide
+from genssl.guides import MaskedEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.models.masked import MaskedPatchModel
+from genssl.methods.components import build_terms
+from genssl.models import MaskedPatchModel
 from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder, default_patch_size
 
 
@@ -47,13 +46,7 @@ def build_masked(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
         pos_embed=cfg.net.vit.pos_embed,
     )
     guide = MaskedEncoderGuide(encoder, mask_ratio=cfg.guide.mask_ratio)
-    terms_cfg = OmegaConf.to_container(m.terms, resolve=True)
-    try:
-        terms = hydra.utils.instantiate(terms_cfg)
-    except Exception as err:  # hydra wraps import, signature and value errors in its own exception types
-        from genssl.train.build import instantiation_error  # build.py imports this module
-
-        raise ConfigError(f"Could not build the objective terms {terms_cfg}: {instantiation_error(err)}.") from None
+    terms = build_terms(m.terms)
     model = MaskedPatchModel(
         decoder, encoder.width, guide.num_visible, terms, norm_pix_loss=m.norm_pix_loss, pixel_var=m.pixel_var
     )
