@@ -409,3 +409,38 @@ def test_dci_gives_an_unpredictable_factor_zero_completeness_not_nan():
     assert result["per_factor"]["noise"]["completeness"] == 0.0
     assert abs(result["per_factor"]["noise"]["informativeness"]) < 0.02
     assert all(math.isfinite(result[k]) for k in ("disentanglement", "completeness", "informativeness"))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+def test_kmeans_plus_plus_seeds_one_centre_in_each_separated_cluster(metric):
+    from genssl.objectives.assignments import kmeans_plus_plus
+
+    g = torch.Generator().manual_seed(0)
+    cluster = torch.arange(5).repeat_interleave(40)
+    x = 10 * torch.eye(5)[cluster] + 0.01 * torch.randn(200, 5, generator=g)  # five orthogonal, tight blobs
+    if metric == "cosine":
+        x = torch.nn.functional.normalize(x, dim=1)
+    for seed in range(5):
+        picks = kmeans_plus_plus(x, 5, torch.Generator().manual_seed(seed), metric=metric)
+        assert picks.shape == (5,) and picks.dtype == torch.long
+        assert sorted(cluster[picks].tolist()) == [0, 1, 2, 3, 4]
+        assert torch.equal(picks, kmeans_plus_plus(x, 5, torch.Generator().manual_seed(seed), metric=metric))
+    # Every point on one centre (all distances 0): further centres are uniform draws, not an error.
+    same = kmeans_plus_plus(torch.ones(6, 3) / 3**0.5, 4, torch.Generator().manual_seed(0), metric=metric)
+    assert same.shape == (4,) and bool(((same >= 0) & (same < 6)).all())
+    with pytest.raises(ConfigError, match="k-means"):
+        kmeans_plus_plus(x, 2, metric="euclid")
+
+
+def test_seeded_subset_is_seeded_and_keeps_every_row_when_it_can():
+    from genssl.eval.subsets import seeded_subset
+
+    rows = seeded_subset(100, 30, 5)
+    assert len(rows) == 30 and len(set(rows.tolist())) == 30 and 0 <= rows.min() and rows.max() < 100
+    assert torch.equal(rows, rows.sort().values) and torch.equal(rows, seeded_subset(100, 30, 5))
+    unsorted = seeded_subset(100, 30, 5, sort=False, none_if_all=True)
+    assert torch.equal(unsorted.sort().values, rows) and not torch.equal(unsorted, rows)
+    assert torch.equal(seeded_subset(10, None, 0), torch.arange(10)) and torch.equal(
+        seeded_subset(10, 10, 0), torch.arange(10)
+    )
+    assert seeded_subset(10, 20, 0, none_if_all=True) is None

@@ -12,6 +12,8 @@ from torch.nn import functional as F
 
 from genssl.errors import ShapeError
 from genssl.eval.probes import check_features, standardise
+from genssl.eval.subsets import seeded_subset
+from genssl.objectives.assignments import kmeans_plus_plus
 
 
 def hungarian_accuracy(clusters: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
@@ -44,17 +46,12 @@ def pca_project(train_x: torch.Tensor, *others: torch.Tensor, dim: int) -> tuple
 def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, max_iter: int = 100) -> torch.Tensor:
     """Lloyd's k-means from a k-means++ seeding; returns the cluster index of every row of ``x``.
 
-    The seeding draws each next centre with probability ∝ squared distance to the nearest chosen
-    one, from ``generator`` (CPU), so the result is a deterministic function of the seed. An
-    emptied cluster keeps its previous centre.
+    The seeding (:func:`genssl.objectives.assignments.kmeans_plus_plus`, squared Euclidean) draws
+    each next centre with probability ∝ squared distance to the nearest chosen one, from
+    ``generator`` (CPU), so the result is a deterministic function of the seed. An emptied cluster
+    keeps its previous centre.
     """
-    first = int(torch.randint(len(x), (1,), generator=generator))
-    centres = x[first : first + 1]
-    nearest = torch.cdist(x, centres).squeeze(1).pow(2)
-    for _ in range(1, k):
-        pick = int(torch.multinomial((nearest / nearest.sum()).cpu(), 1, generator=generator))
-        centres = torch.cat([centres, x[pick : pick + 1]])
-        nearest = torch.minimum(nearest, (x - x[pick]).pow(2).sum(1))
+    centres = x[kmeans_plus_plus(x, k, generator, metric="sqeuclidean")]
     labels = torch.cdist(x, centres).argmin(1)
     for _ in range(max_iter):
         counts = torch.bincount(labels, minlength=k)
@@ -168,9 +165,9 @@ def gmm_clustering(
     """
     check_features(train_x, None, test_x, test_y)
     train_x, test_x = standardise(train_x.float(), test_x.float(), clip=True)
-    if max_train is not None and len(train_x) > max_train:
-        rows = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed + 7))[:max_train]
-        train_x = train_x[rows.to(train_x.device)]
+    rows = seeded_subset(len(train_x), max_train, seed + 7, sort=False, device=train_x.device, none_if_all=True)
+    if rows is not None:
+        train_x = train_x[rows]
     dim = min(pca_dim, train_x.shape[1], len(train_x) - 1)
     train_z, test_z = pca_project(train_x, test_x, dim=dim)
     params, converged, _ = fit_gmm(train_z, num_classes, seed, n_init, max_iter, reg_covar=reg_covar)

@@ -15,7 +15,8 @@ from torch.nn import functional as F
 
 from genssl.errors import ShapeError
 from genssl.eval.probes import check_features, split_indices, standardise
-from genssl.eval.style import Factor, prepare_factors, r2_score, subsample
+from genssl.eval.style import SUBSET_SEED_OFFSET, Factor, prepare_factors, r2_score
+from genssl.eval.subsets import seeded_subset
 
 
 def lasso_weights(
@@ -109,7 +110,9 @@ def dci(
     check_features(train_x, None, test_x)
     usable, skipped = prepare_factors(train_factors, test_factors, kinds, len(train_x), len(test_x))
     device = train_x.device
-    rows = subsample(len(train_x), max_train, seed, device)
+    rows = seeded_subset(
+        len(train_x), max_train, seed + SUBSET_SEED_OFFSET, sort=False, device=device, none_if_all=True
+    )
     subset = train_x if rows is None else train_x[rows]
     subset, test_x = standardise(subset.float(), test_x.float(), clip=True)
     fit, val = split_indices(len(subset), val_fraction, seed, device)

@@ -24,7 +24,8 @@ from genssl.eval.features import extract_features
 from genssl.eval.generative import write_generative_artefacts
 from genssl.eval.probes import few_label_linear_probe, knn_probe, linear_probe, mlp_probe, rank_me
 from genssl.eval.style import style_mean, style_probes
-from genssl.eval.style_targets import augmented_view_targets, dataset_augment, seeded_subset
+from genssl.eval.style_targets import augmented_view_targets, dataset_augment
+from genssl.eval.subsets import seeded_subset
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.methods import untrained_method
 

@@ -16,8 +16,12 @@ import torch
 
 from genssl.errors import ConfigError, ShapeError, choices
 from genssl.eval.probes import check_features, linear_probe, select_and_refit_mlp, split_indices, standardise, whiten
+from genssl.eval.subsets import seeded_subset
 
 KINDS = ("continuous", "discrete")
+# Added to the seed of the style probes' and DCI's training-row subset (seeded_subset): its permutation
+# is then not the one their validation split (split_indices(seed)) draws.
+SUBSET_SEED_OFFSET = 104729
 
 
 @dataclass
@@ -86,13 +90,6 @@ def prepare_factors(
             else:
                 usable[name] = Factor(kind, train.float(), test.float())
     return usable, skipped
-
-
-def subsample(n: int, max_n: int | None, seed: int, device: torch.device) -> torch.Tensor | None:
-    """A seeded subset of ``max_n`` row indices of ``range(n)``, or None when all rows are kept."""
-    if max_n is None or n <= max_n:
-        return None
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + 104729))[:max_n].to(device)
 
 
 def ridge_weights(x: torch.Tensor, y: torch.Tensor, alphas: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,7 +192,9 @@ def style_probes(
     """
     check_features(train_x, None, test_x)
     usable, skipped = prepare_factors(train_factors, test_factors, kinds, len(train_x), len(test_x))
-    rows = subsample(len(train_x), max_train, seed, train_x.device)
+    rows = seeded_subset(
+        len(train_x), max_train, seed + SUBSET_SEED_OFFSET, sort=False, device=train_x.device, none_if_all=True
+    )
     subset_x = train_x if rows is None else train_x[rows]
     white_x, white_test = whiten(subset_x.float(), test_x.float(), clip=True)  # for the MLPs (see whiten)
     subset_x, test_x = standardise(subset_x.float(), test_x.float(), clip=True)

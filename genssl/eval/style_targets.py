@@ -41,13 +41,6 @@ def dataset_augment(data_name: str) -> DictConfig | None:
     return None
 
 
-def seeded_subset(n: int, limit: int | None, seed: int) -> torch.Tensor:
-    """Indices of at most ``limit`` of ``n`` items, a seeded random choice (all of them, in order, if fewer)."""
-    if limit is None or n <= limit:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-
-
 @torch.no_grad()
 def augmented_view_targets(
     represent: Callable[[torch.Tensor], torch.Tensor],

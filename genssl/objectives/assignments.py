@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from genssl.errors import ShapeError
+from genssl.errors import ConfigError, ShapeError, choices
 
 from ._common import check_int, check_matrix, check_positive
+
+SEEDING_METRICS = ("cosine", "sqeuclidean")  # the distances kmeans_plus_plus can seed with
 
 
 def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0.05) -> torch.Tensor:
@@ -62,7 +65,7 @@ def spherical_kmeans(
             "use at most as many clusters as points."
         )
     x = F.normalize(x.float(), dim=1)
-    centroids = _kmeans_plus_plus(x, num_clusters, generator)
+    centroids = x[kmeans_plus_plus(x, num_clusters, generator, metric="cosine")]
     labels, similarity = _nearest(x, centroids, chunk)
     for _ in range(iterations):
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
@@ -76,21 +79,53 @@ def spherical_kmeans(
     return centroids, labels
 
 
-def _kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
-    n = x.shape[0]
-    first = torch.randint(n, (1,), generator=generator, device=generator.device if generator else x.device)
-    chosen = [first.to(x.device)]
-    best = x @ x[first[0]]
+def kmeans_plus_plus(
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    metric: Literal["cosine", "sqeuclidean"] = "cosine",
+) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): indices ``[k]`` of the rows of ``x`` chosen as centres.
+
+    The first centre is a uniform draw; each further one is drawn with probability proportional to
+    every point's distance to its nearest centre chosen so far, so the seeds spread over the data
+    and Lloyd's iterations start near a good optimum instead of wherever k uniform draws land.
+    ``metric`` is the distance the caller's k-means minimises:
+
+    - ``"cosine"``: 1 − x̂ᵀĉ (clamped at 0), for rows already ℓ2-normalised (:func:`spherical_kmeans`);
+    - ``"sqeuclidean"``: ‖x − c‖², Lloyd's own objective (the GMM's k-means start,
+      :func:`genssl.eval.clustering.kmeans`).
+
+    Draws come from ``generator`` (the default generator if None): one ``randint`` for the first
+    centre and one ``multinomial`` per further centre, its weights moved to the generator's device
+    (a CPU generator seeds data on any device). If every point already coincides with a chosen
+    centre (all distances 0), the next draw is uniform. Returned on ``x``'s device.
+    """
+    if metric not in SEEDING_METRICS:
+        raise ConfigError(f"Unknown k-means++ metric '{metric}': it must be {choices(SEEDING_METRICS)}.")
+    draw_device = generator.device if generator is not None else x.device
+    first = torch.randint(x.shape[0], (1,), generator=generator, device=draw_device).to(x.device)
+    chosen = [first]
+    if metric == "cosine":
+        distance = (1.0 - x @ x[first[0]]).clamp_min(0.0)
+    else:  # cdist for the first centre, a direct sum after: the GMM start's arithmetic, kept to the bit
+        distance = torch.cdist(x, x[first]).squeeze(1).pow(2)
     for _ in range(1, k):
-        distance = (1.0 - best).clamp_min(0.0)
-        if distance.sum() <= 0:  # every point already coincides with a centre: any draw will do
-            distance = torch.ones_like(distance)
-        pick = torch.multinomial(distance.to(generator.device if generator else x.device), 1, generator=generator).to(
-            x.device
-        )
+        weights = distance
+        if weights.sum() <= 0:  # every point already coincides with a centre: any draw will do
+            weights = torch.ones_like(weights)
+        elif metric == "sqeuclidean":
+            # multinomial normalises anyway, but the GMM start always passed probabilities, and the
+            # division rounds the weights: kept so seeded GMM fits stay bit-identical.
+            weights = weights / weights.sum()
+        pick = torch.multinomial(weights.to(draw_device), 1, generator=generator).to(x.device)
         chosen.append(pick)
-        best = torch.maximum(best, x @ x[pick[0]])
-    return x[torch.cat(chosen)]
+        if metric == "cosine":
+            step = (1.0 - x @ x[pick[0]]).clamp_min(0.0)
+        else:
+            step = (x - x[pick[0]]).pow(2).sum(1)
+        distance = torch.minimum(distance, step)
+    return torch.cat(chosen)
 
 
 def _nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
