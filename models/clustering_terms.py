@@ -22,17 +22,31 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from genssl.errors import ConfigError
 from genssl.models.discriminative_terms import two_views
 from genssl.models.view_model import Sites, Term
-from genssl.objectives import prototype_entropy, swav_loss
+from genssl.objectives import prototype_entropy, sinkhorn_knopp
 
 
 def swav_terms(temperature: float = 0.1, iterations: int = 3, epsilon: float = 0.05) -> dict[str, Term]:
-    """SwAV's swapped prediction of Sinkhorn codes."""
+    """SwAV's swapped prediction of Sinkhorn codes (Caron et al., NeurIPS 2020), two views:
+
+        log p = ½ [mean_b Σ_k q_1[b,k] log p_2[b,k] + mean_b Σ_k q_2[b,k] log p_1[b,k]],
+        p_j = softmax(s_j/τ),  q_j = Sinkhorn(sg s_j; ``iterations`` rounds, ε = ``epsilon``),
+
+    each view's codes, computed from its detached scores, predicted by the other view: −log p
+    is SwAV's loss (no queue). The codes carry no gradient; the equipartition of Sinkhorn stands
+    in for an entropy term.
+    """
+    if not float(temperature) > 0.0:
+        raise ConfigError(f"model.terms.temperature={temperature} must be positive (SwAV uses 0.1).")
 
     def view_conditional(sites: Sites) -> torch.Tensor:
         s1, s2 = two_views(sites, "scores")
-        return -swav_loss([s1, s2], temperature=temperature, iterations=iterations, epsilon=epsilon)
+        log_p1, log_p2 = F.log_softmax(s1 / temperature, dim=1), F.log_softmax(s2 / temperature, dim=1)
+        q1 = sinkhorn_knopp(s1.detach(), iterations, epsilon)
+        q2 = sinkhorn_knopp(s2.detach(), iterations, epsilon)
+        return 0.5 * ((q1 * log_p2).sum(dim=1).mean() + (q2 * log_p1).sum(dim=1).mean())
 
     return {"view_conditional": view_conditional}
 

@@ -38,7 +38,7 @@ from genssl.errors import ConfigError
 from genssl.models.view_model import Sites, Term, enter_terms
 from genssl.nets.masking import patch_targets
 from genssl.nets.vit import MaskedPatchDecoder
-from genssl.objectives import mmae_coding_rate_loss, umae_uniformity
+from genssl.objectives import gram_mean_square, total_coding_rate
 
 
 def cls_features(sites: Sites) -> torch.Tensor:
@@ -57,23 +57,32 @@ def mae_terms() -> dict[str, Term]:
 
 
 def umae_terms(lambda_: float = 1e-2) -> dict[str, Term]:
-    """U-MAE: factor −λ · mean_ij (ẑ_iᵀẑ_j)² (diagonal included) on the normalised [CLS] features."""
+    """U-MAE (Zhang, Wang and Wang, NeurIPS 2022): factor −λ · mean_ij (ẑ_iᵀẑ_j)² on the [CLS] features.
+
+    Ẑ the ℓ2-normalised [CLS] embeddings of all B·J views; the mean runs over all (B·J)² pairs,
+    diagonal included (:func:`genssl.objectives.gram_mean_square`). λ = 0.01 in the paper.
+    """
     _check_weight(lambda_)
 
     def uniformity(sites: Sites) -> torch.Tensor:
-        return -lambda_ * umae_uniformity(cls_features(sites))
+        return -lambda_ * gram_mean_square(cls_features(sites))
 
     return {"uniformity": uniformity}
 
 
 def mmae_terms(lambda_: float = 1e-2, mu: float = 1.0) -> dict[str, Term]:
-    """M-MAE: factor +λ · log det(I_d + (μ/d) ẐᵀẐ), the total coding rate of the normalised [CLS] features."""
+    """M-MAE (Zhang, Tan, Huang and Yuan, ICML 2024): factor +λ · log det(I_d + (μ/d) ẐᵀẐ).
+
+    The total coding rate (:func:`genssl.objectives.total_coding_rate`) of Ẑ, the ℓ2-normalised
+    [CLS] embeddings of all B·J views, d their width. λ = 0.01; μ = 1 for ViT-B, 3 for ViT-L. Its
+    second-order expansion is (μ/d)·B·J − (μ²(B·J)²/2d²)·mean_ij (ẑ_iᵀẑ_j)²: U-MAE's term, up to a constant.
+    """
     _check_weight(lambda_)
     if not float(mu) > 0.0:
         raise ConfigError(f"model.terms.mu={mu} must be positive (M-MAE uses 1 for ViT-B, 3 for ViT-L).")
 
     def coding_rate(sites: Sites) -> torch.Tensor:
-        return -lambda_ * mmae_coding_rate_loss(cls_features(sites), mu)
+        return lambda_ * total_coding_rate(cls_features(sites), mu)
 
     return {"coding_rate": coding_rate}
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import negative_elbo
 from lightly.loss import DINOLoss, SwaVLoss
-from pyro.infer import Trace_ELBO
 
 from genssl.guides import PrototypeGuide
 from genssl.inference.pyro_ssl import PyroSSL
@@ -17,19 +15,10 @@ from genssl.models import clustering_terms as clustering
 from genssl.models.hsic_terms import SSLHSICTerms
 from genssl.nets import build_encoder
 from genssl.nets.heads import projection_head
-from genssl.objectives import dino_loss, prototype_entropy, ssl_hsic_loss, swav_loss, symmetric_cross_entropy
+from genssl.objectives import prototype_entropy, symmetric_cross_entropy
+from genssl.reference import dino_loss, ssl_hsic_loss, swav_loss
 
 B, K, D = 16, 10, 8
-
-
-def negative_elbo(method_terms, sites):
-    def guide(views):
-        with pyro.plate("images", views.shape[0]):
-            for name, value in sites.items():
-                pyro.sample(name, dist.Delta(value, event_dim=2))
-
-    dims = {name: value.shape[-1] for name, value in sites.items()}
-    return Trace_ELBO().differentiable_loss(ViewModel(method_terms, dims), guide, torch.empty(B, 2, 1))
 
 
 def check(ours, reference, wrt):

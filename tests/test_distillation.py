@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
+from conftest import negative_elbo
 from lightly.loss import NegativeCosineSimilarity
-from pyro.infer import Trace_ELBO
 
 from genssl.guides import DistillationGuide
 from genssl.guides.distillation import ema_momentum
@@ -17,19 +15,11 @@ from genssl.models import discriminative_terms as terms
 from genssl.nets import build_encoder
 from genssl.nets.directpred import DirectPredictor, directpred_weight, running_correlation
 from genssl.nets.heads import projection_head
-from genssl.objectives import byol_loss, vmf_kde_entropy
+from genssl.objectives import vmf_kde_entropy
+from genssl.reference import byol_loss
 
 B, D = 12, 8
 SITES = {"z": D, "prediction": D, "target": D}
-
-
-def negative_elbo(method_terms, sites: dict[str, torch.Tensor]) -> torch.Tensor:
-    def guide(views):
-        with pyro.plate("images", views.shape[0]):
-            for name, value in sites.items():
-                pyro.sample(name, dist.Delta(value, event_dim=2))
-
-    return Trace_ELBO().differentiable_loss(ViewModel(method_terms, SITES), guide, torch.empty(B, 2, 1))
 
 
 def random_sites():

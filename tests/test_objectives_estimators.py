@@ -245,6 +245,23 @@ def test_total_coding_rate(n, d):
     assert_value_and_grad(lambda x: obj.total_coding_rate(x, 0.7), naive, z)
 
 
+@pytest.mark.parametrize("n,d", [(5, 8), (9, 4)])
+def test_gram_mean_square(n, d):
+    z = rand(n, d, seed=n + 1)
+
+    def naive(x):
+        zn = [unit(x[i]) for i in range(n)]
+        return sum((zn[i] @ zn[j]) ** 2 for i in range(n) for j in range(n)) / n**2
+
+    assert_value_and_grad(obj.gram_mean_square, naive, z)
+    k = obj.gram_matrix(z).detach()
+    torch.testing.assert_close(obj.gram_mean_square(z), torch.exp(-obj.matrix_renyi_entropy(k, 2.0)))
+    collapsed = torch.ones(n, d, dtype=D64)
+    torch.testing.assert_close(obj.gram_mean_square(collapsed), torch.tensor(1.0, dtype=D64))
+    raw = obj.gram_mean_square(z, normalise=False)
+    torch.testing.assert_close(raw, (z @ z.T).pow(2).mean())
+
+
 # ---------------------------------------------------------------- kernels
 
 

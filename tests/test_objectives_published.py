@@ -1,4 +1,4 @@
-"""Published losses in genssl.objectives.published against lightly (value and gradient), against
+"""Published losses in genssl.reference against lightly (value and gradient), against
 naive formulas where lightly has none, and the identities that link them to the estimators."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genssl import objectives as obj
+from genssl import reference as published
 
 lightly_loss = pytest.importorskip("lightly.loss")
 
@@ -34,31 +35,31 @@ def assert_value_and_grad(got_fn, want_fn, *inputs, rtol=1e-10, atol=1e-12):
 def test_nt_xent_matches_lightly(temperature):
     z1, z2 = rand(8, 5, seed=1), rand(8, 5, seed=2)
     ref = lightly_loss.NTXentLoss(temperature=temperature, gather_distributed=False)
-    assert_value_and_grad(lambda a, b: obj.nt_xent_loss(a, b, temperature), ref, z1, z2)
+    assert_value_and_grad(lambda a, b: published.nt_xent_loss(a, b, temperature), ref, z1, z2)
 
 
 def test_vicreg_matches_lightly():
     z1, z2 = rand(10, 6, seed=3), rand(10, 6, seed=4, scale=0.5)
-    assert_value_and_grad(obj.vicreg_loss, lightly_loss.VICRegLoss(), z1, z2)
+    assert_value_and_grad(published.vicreg_loss, lightly_loss.VICRegLoss(), z1, z2)
 
 
 def test_barlow_twins_matches_lightly():
     z1, z2 = rand(12, 5, seed=5), rand(12, 5, seed=6)
     ref = lightly_loss.BarlowTwinsLoss(lambda_param=0.0051)
-    assert_value_and_grad(obj.barlow_twins_loss, ref, z1, z2)
+    assert_value_and_grad(published.barlow_twins_loss, ref, z1, z2)
     # same normalisation: lightly's default (λ = 0.005) is ours with λ = 0.005
     assert_value_and_grad(
-        lambda a, b: obj.barlow_twins_loss(a, b, lambda_=0.005), lightly_loss.BarlowTwinsLoss(), z1, z2
+        lambda a, b: published.barlow_twins_loss(a, b, lambda_=0.005), lightly_loss.BarlowTwinsLoss(), z1, z2
     )
 
 
 def test_negative_cosine_similarity_and_byol_match_lightly():
     p, z = rand(7, 4, seed=7), rand(7, 4, seed=8)
     ref = lightly_loss.NegativeCosineSimilarity()
-    assert_value_and_grad(obj.negative_cosine_similarity, ref, p, z)
-    assert_value_and_grad(obj.byol_loss, lambda a, b: 2 + 2 * ref(a, b), p, z)
+    assert_value_and_grad(published.negative_cosine_similarity, ref, p, z)
+    assert_value_and_grad(published.byol_loss, lambda a, b: 2 + 2 * ref(a, b), p, z)
     pn, zn = [t / t.norm(dim=1, keepdim=True) for t in (p, z)]
-    torch.testing.assert_close(obj.byol_loss(p, z), ((pn - zn) ** 2).sum(1).mean())
+    torch.testing.assert_close(published.byol_loss(p, z), ((pn - zn) ** 2).sum(1).mean())
 
 
 def test_dino_matches_lightly_with_fixed_centre():
@@ -71,12 +72,12 @@ def test_dino_matches_lightly_with_fixed_centre():
     ref.center = centre.reshape(1, 1, k).clone()
     inputs = (*teacher, *student)
     assert_value_and_grad(
-        lambda *x: obj.dino_loss(x[:2], x[2:], centre, teacher_temp=t_temp, student_temp=0.1),
+        lambda *x: published.dino_loss(x[:2], x[2:], centre, teacher_temp=t_temp, student_temp=0.1),
         lambda *x: ref(list(x[:2]), list(x[2:])),
         *inputs,
     )
     # lightly updated its buffer after its (single) call
-    new_centre = obj.dino_centre_update(centre, teacher, momentum=0.9)
+    new_centre = published.dino_centre_update(centre, teacher, momentum=0.9)
     torch.testing.assert_close(ref.center.reshape(-1), new_centre)
 
 
@@ -86,7 +87,7 @@ def test_swav_matches_lightly(iterations, epsilon):
     low = [rand(8, 4, seed=50 + i, scale=0.3) for i in range(2)]
     ref = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=iterations, sinkhorn_epsilon=epsilon)
     assert_value_and_grad(
-        lambda *x: obj.swav_loss(x[:2], x[2:], temperature=0.1, iterations=iterations, epsilon=epsilon),
+        lambda *x: published.swav_loss(x[:2], x[2:], temperature=0.1, iterations=iterations, epsilon=epsilon),
         lambda *x: ref(list(x[:2]), list(x[2:])),
         *high,
         *low,
@@ -112,7 +113,7 @@ def test_spectral_contrastive_loss_naive():
         neg = [((a[i] * b[j]).sum()) ** 2 for i in range(6) for j in range(6) if i != j]
         return -2 * pos + sum(neg) / len(neg)
 
-    assert_value_and_grad(obj.spectral_contrastive_loss, naive, z1, z2)
+    assert_value_and_grad(published.spectral_contrastive_loss, naive, z1, z2)
 
 
 def test_umae_uniformity_naive():
@@ -122,7 +123,7 @@ def test_umae_uniformity_naive():
         u = [x[i] / x[i].norm() for i in range(5)]
         return sum(((u[i] * u[j]).sum()) ** 2 for i in range(5) for j in range(5)) / 25
 
-    assert_value_and_grad(obj.umae_uniformity, naive, z)
+    assert_value_and_grad(published.umae_uniformity, naive, z)
 
 
 @pytest.mark.parametrize("num_features", [None, 64])
@@ -161,7 +162,7 @@ def test_ssl_hsic_loss_naive(num_features):
         hsic_zz = sum(c1[a][b] * c2[b][a] for a in range(n) for b in range(n)) / n**2
         return -hsic_zy + gamma * torch.sqrt(hsic_zz)
 
-    got = lambda x: obj.ssl_hsic_loss(
+    got = lambda x: published.ssl_hsic_loss(
         x, gamma=gamma, c=c, num_features=num_features, generator=torch.Generator().manual_seed(gen_seed)
     )
     assert_value_and_grad(got, naive, z, rtol=1e-9, atol=1e-11)
@@ -179,8 +180,8 @@ def test_rff_hsic_approximates_exact_hsic():
     phi1, phi2 = obj.random_fourier_features(flat, f1), obj.random_fourier_features(flat, f2)
     assert obj.hsic_features(phi1, phi2).item() == pytest.approx(exact_zz.item(), rel=0.05)
     assert obj.identity_hsic_features(phi1.reshape(60, 2, -1)).item() == pytest.approx(exact_zy.item(), rel=0.05)
-    assert obj.ssl_hsic_loss(z, num_features=4096, generator=g, normalise=False).item() == pytest.approx(
-        obj.ssl_hsic_loss(z, num_features=None, normalise=False).item(), rel=0.05
+    assert published.ssl_hsic_loss(z, num_features=4096, generator=g, normalise=False).item() == pytest.approx(
+        published.ssl_hsic_loss(z, num_features=None, normalise=False).item(), rel=0.05
     )
 
 
@@ -194,7 +195,7 @@ def test_info_nce_is_reconstruction_plus_vmf_kde_entropy(temperature):
     with or without the normaliser log C_d(κ) (it cancels between the two terms)."""
     b, d, kappa = 8, 6, 1 / temperature
     z1, z2 = rand(b, d, seed=80), rand(b, d, seed=81)
-    loss = obj.nt_xent_loss(z1, z2, temperature)
+    loss = published.nt_xent_loss(z1, z2, temperature)
     u = torch.cat([z1, z2]) / torch.cat([z1, z2]).norm(dim=1, keepdim=True)
     s = u @ u.T
     pos = torch.cat([torch.diagonal(s, b), torch.diagonal(s, -b)])
@@ -222,11 +223,11 @@ def test_mmae_taylor_expansion_relates_to_umae():
     zn = z / z.norm(dim=1, keepdim=True)
     gram = zn.T @ zn
     torch.testing.assert_close(torch.trace(gram @ gram), ((zn @ zn.T) ** 2).sum())
-    torch.testing.assert_close(((zn @ zn.T) ** 2).sum(), n * n * obj.umae_uniformity(z))
+    torch.testing.assert_close(((zn @ zn.T) ** 2).sum(), n * n * published.umae_uniformity(z))
 
     def rel_gap(mu):
-        exact = obj.mmae_coding_rate_loss(z, mu)
-        taylor = -(mu / d) * n + mu**2 / (2 * d * d) * n * n * obj.umae_uniformity(z)
+        exact = published.mmae_coding_rate_loss(z, mu)
+        taylor = -(mu / d) * n + mu**2 / (2 * d * d) * n * n * published.umae_uniformity(z)
         return (abs(exact - taylor) / abs(exact)).item()
 
     small, large = rel_gap(0.01), rel_gap(3.0)

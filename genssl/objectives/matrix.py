@@ -91,3 +91,14 @@ def total_coding_rate(z: torch.Tensor, mu: float = 1.0, *, normalise: bool = Tru
     eye = torch.eye(small.shape[0], dtype=z.dtype, device=z.device)
     chol = torch.linalg.cholesky(eye + (mu / d) * small)
     return 2.0 * torch.log(torch.diagonal(chol)).sum()
+
+
+def gram_mean_square(z: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
+    """mean_ij (ẑ_iᵀẑ_j)² over all n² pairs of rows of ``z`` (``[n, d]``), diagonal included.
+
+    The mean squared entry of K = ẐẐᵀ (:func:`gram_matrix`, rows ℓ2-normalised unless
+    ``normalise=False``): ‖K‖_F²/n² = tr[(K/n)²] = exp(−H_2(K)) (:func:`matrix_renyi_entropy`
+    at α = 2). It is U-MAE's uniformity term (Zhang et al., NeurIPS 2022); at unit rows it is
+    ≥ 1/min(n, d), with equality for an isotropic batch, and 1 at collapse.
+    """
+    return gram_matrix(z, normalise=normalise).pow(2).mean()

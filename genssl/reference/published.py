@@ -1,5 +1,10 @@
 """Published SSL losses in their usual form: reference functions to check the ELBO forms against.
 
+Test-side only: no production module imports this (``tests/test_layers.py`` enforces it), so a
+test comparing a method's −ELBO with one of these losses compares the terms with code written
+separately from them. Both may use the estimators of :mod:`genssl.objectives` (Sinkhorn, kernels,
+coding rate, ...), which are tested on their own against naive formulas and lightly.
+
 Conventions follow the ``lightly`` package where it has the loss (tests compare value and
 gradient); differences are stated in each docstring. Inputs are ``[B, d]`` per view unless noted.
 None of these detaches a target/teacher branch except where the algorithm itself does (SwAV's
@@ -14,10 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from genssl.errors import ShapeError
-
-from ._common import check_matrix, check_positive, check_same_shape, l2_normalise
-from .assignments import sinkhorn_knopp
-from .kernels import (
+from genssl.objectives import (
+    cross_correlation,
     hsic_exact,
     hsic_features,
     identity_hsic_exact,
@@ -25,9 +28,13 @@ from .kernels import (
     imq_frequencies,
     imq_kernel,
     random_fourier_features,
+    sinkhorn_knopp,
+    total_coding_rate,
+    vicreg_covariance,
+    vicreg_invariance,
+    vicreg_variance,
 )
-from .matrix import total_coding_rate
-from .redundancy import cross_correlation, vicreg_covariance, vicreg_invariance, vicreg_variance
+from genssl.objectives._common import check_matrix, check_positive, check_same_shape, l2_normalise
 
 
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
