@@ -21,6 +21,10 @@ class EncoderGuide(PyroModule):
     # Number of classes of a discrete content latent "y" the guide proposes (None: it proposes none).
     content_classes: int | None = None
 
+    def propose(self, views: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The values of the sites the guide proposes as point masses, for views [B, J, C, H, W]."""
+        raise NotImplementedError(f"{type(self).__name__} does not propose point-mass sites")
+
     def represent(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen representation of images [N, C, H, W] → [N, D] used by the evaluation."""
         raise NotImplementedError(f"{type(self).__name__} does not define its representation")

@@ -113,6 +113,11 @@ class ClusterAssignmentGuide(EncoderGuide):
             )
         return self.labels[index]
 
+    def propose(self, views: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The sites "scores" [B, J, K] against the frozen centroids and "y" [B], each image's cluster."""
+        scores = self.online.embed(views)
+        return {"scores": scores, "y": self.assignments(scores.detach(), index)}
+
     def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> None:
         scores = self.online.embed(views)
         with pyro.plate("images", views.shape[0]):

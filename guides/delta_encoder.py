@@ -61,5 +61,9 @@ class DeltaEncoderGuide(EncoderGuide):
         """The downstream representation: encoder features before the projection head."""
         return self.encoder(images)
 
+    def propose(self, views: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The point-mass sites: {"z": [B, J, D]}."""
+        return {"z": self.embed(views)}
+
     def forward(self, views: torch.Tensor) -> None:
-        sample_point_sites({"z": self.embed(views)})
+        sample_point_sites(self.propose(views))

@@ -82,6 +82,10 @@ class DistillationGuide(EncoderGuide):
             target = z.detach()
         return {"z": z, "prediction": prediction, "target": target}
 
+    def propose(self, views: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The point-mass sites: "z", "prediction" and "target", each [B, J, D]."""
+        return self.embeddings(views)
+
     def forward(self, views: torch.Tensor) -> None:
         sample_point_sites(self.embeddings(views))
 

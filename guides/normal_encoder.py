@@ -9,6 +9,7 @@ the guide stays mean-field and Pyro's analytic-KL ELBO applies.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pyro
 import pyro.distributions as dist
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genssl.guides.base import EncoderGuide
+from genssl.prior_contract import run_prior_global_guide, run_prior_guide
 
 MIN_SCALE = 1e-4
 
@@ -34,6 +36,7 @@ class NormalEncoderGuide(EncoderGuide):
         view_var: float | None = None,
         num_views: int = 2,
         beta: float = 1.0,
+        prior: Callable | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -42,6 +45,8 @@ class NormalEncoderGuide(EncoderGuide):
         self.latent_site = latent_site
         self.samples_content = samples_content
         self.beta = beta
+        # The model's prior, held by reference (not a second submodule): its own latents' guide runs here.
+        object.__setattr__(self, "_prior", prior)
         self.sites = {latent_site: latent_dim, **({"y": latent_dim} if samples_content else {})}
         if samples_content:
             init = math.sqrt((view_var or 1.0) / num_views)
@@ -65,11 +70,16 @@ class NormalEncoderGuide(EncoderGuide):
         beta = self.beta if beta is None else beta
         loc, scale = self.encode(x)  # [B, J, L]
         with poutine.scale(scale=1.0 / (batch * views)):
+            with poutine.scale(scale=beta):
+                run_prior_global_guide(self._prior)
             if self.latent_site == "y":  # VAE: each view is an image of its own
                 with pyro.plate("images", batch * views), poutine.scale(scale=beta):
+                    run_prior_guide(self._prior, batch * views, loc.shape[-1])
                     pyro.sample("y", dist.Normal(loc.flatten(0, 1), scale.flatten(0, 1)).to_event(1))
                 return
             with pyro.plate("images", batch), poutine.scale(scale=beta):
+                if self.samples_content:
+                    run_prior_guide(self._prior, batch, loc.shape[-1])
                 # Sites in the model's order (y, then z) so Pyro can verify the mean-field guide.
                 if self.samples_content:
                     pyro.sample("y", dist.Normal(loc.mean(1), self.content_log_scale.exp()).to_event(1))

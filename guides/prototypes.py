@@ -78,6 +78,10 @@ class PrototypeGuide(EncoderGuide):
                 sites["teacher_probs"] = F.softmax((scores - self.centre) / self.teacher_temp, dim=-1)
         return sites
 
+    def propose(self, views: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The point-mass sites: "scores" [B, J, K] (and "teacher_probs" with a teacher)."""
+        return self.embeddings(views)
+
     def forward(self, views: torch.Tensor) -> None:
         sample_point_sites(self.embeddings(views))
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 
 from genssl.errors import ShapeError
-from genssl.models.view_model import Sites, Term
+from genssl.models.conditionals import ContentSpec, ProposalSpec, ViewConditional
+from genssl.models.view_model import ObjectiveTerms, Sites
 from genssl.objectives import (
     cross_correlation,
     vicreg_covariance,
@@ -32,6 +33,23 @@ from genssl.objectives import (
     vmf_kde_entropy,
     vmf_reconstruction,
 )
+
+
+def sphere_content(scored: str, kappa: float, source: str | None = None) -> ContentSpec:
+    """y on the sphere, proposed as the unit embedding of one view at ``source`` (default: the scored
+    site itself), and a vMF(κ) conditional of the other views' ``scored`` embeddings."""
+    return ContentSpec(
+        ViewConditional("vmf", scored, "sphere", {"kappa": kappa}),
+        ProposalSpec("anchor_embedding", {"site": source or scored, "normalise": True}),
+    )
+
+
+def euclidean_content(kind: str, params: dict) -> ContentSpec:
+    """y in R^d, proposed as one view's embedding "z", with the conditional ``kind`` of the other views."""
+    return ContentSpec(
+        ViewConditional(kind, "z", "euclidean", params),
+        ProposalSpec("anchor_embedding", {"site": "z", "normalise": False}),
+    )
 
 
 def two_views(z: torch.Tensor | Sites, site: str = "z") -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +73,7 @@ def branch_kde_entropy(sites: Sites, kappa: float, estimator: str = "mean", excl
     return 0.5 * (estimate[0] + estimate[1])
 
 
-def simclr_terms(temperature: float = 0.5) -> dict[str, Term]:
+def simclr_terms(temperature: float = 0.5) -> ObjectiveTerms:
     """InfoNCE: vMF reconstruction (κ = 1/τ) + leave-one-out vMF-KDE entropy of the 2B embeddings."""
     kappa = 1.0 / temperature
 
@@ -66,10 +84,10 @@ def simclr_terms(temperature: float = 0.5) -> dict[str, Term]:
         both = torch.cat(two_views(sites), dim=0)
         return vmf_kde_entropy(both, kappa, exclude_self=True, include_normaliser=False)
 
-    return {"view_conditional": view_conditional, "entropy": entropy}
+    return ObjectiveTerms({"view_conditional": view_conditional, "entropy": entropy}, sphere_content("z", kappa))
 
 
-def simclr_er_terms(kappa: float = 10.0, estimator: str = "mean", exclude_self: bool = False) -> dict[str, Term]:
+def simclr_er_terms(kappa: float = 10.0, estimator: str = "mean", exclude_self: bool = False) -> ObjectiveTerms:
     """ER bound H(Z) + E log q(z2 | z1): vMF reconstruction + per-branch vMF-KDE entropy, symmetrised."""
 
     def view_conditional(sites: Sites) -> torch.Tensor:
@@ -78,10 +96,10 @@ def simclr_er_terms(kappa: float = 10.0, estimator: str = "mean", exclude_self: 
     def entropy(sites: Sites) -> torch.Tensor:
         return branch_kde_entropy(sites, kappa, estimator, exclude_self)
 
-    return {"view_conditional": view_conditional, "entropy": entropy}
+    return ObjectiveTerms({"view_conditional": view_conditional, "entropy": entropy}, sphere_content("z", kappa))
 
 
-def vicreg_terms(lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: float = 1e-4) -> dict[str, Term]:
+def vicreg_terms(lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: float = 1e-4) -> ObjectiveTerms:
     """VICReg: Gaussian view conditional (invariance) + variance/covariance entropy surrogate."""
 
     def view_conditional(sites: Sites) -> torch.Tensor:
@@ -92,10 +110,11 @@ def vicreg_terms(lambda_: float = 25.0, mu: float = 25.0, nu: float = 1.0, eps: 
         variance = 0.5 * (vicreg_variance(z1, eps=eps) + vicreg_variance(z2, eps=eps))
         return -(mu * variance + nu * (vicreg_covariance(z1) + vicreg_covariance(z2)))
 
-    return {"view_conditional": view_conditional, "entropy": entropy}
+    gaussian = euclidean_content("gaussian", {"weight": lambda_})
+    return ObjectiveTerms({"view_conditional": view_conditional, "entropy": entropy}, gaussian)
 
 
-def barlow_twins_terms(lambda_: float = 0.0051, eps: float = 1e-5) -> dict[str, Term]:
+def barlow_twins_terms(lambda_: float = 0.0051, eps: float = 1e-5) -> ObjectiveTerms:
     """Barlow Twins: on-diagonal agreement (view conditional) + off-diagonal redundancy reduction."""
 
     def correlation(sites: Sites) -> torch.Tensor:
@@ -108,10 +127,11 @@ def barlow_twins_terms(lambda_: float = 0.0051, eps: float = 1e-5) -> dict[str, 
         c = correlation(sites)
         return -lambda_ * (c.pow(2).sum() - torch.diagonal(c).pow(2).sum())
 
-    return {"view_conditional": view_conditional, "redundancy": redundancy}
+    agreement = euclidean_content("cross_correlation", {"eps": eps})
+    return ObjectiveTerms({"view_conditional": view_conditional, "redundancy": redundancy}, agreement)
 
 
-def spectral_terms() -> dict[str, Term]:
+def spectral_terms() -> ObjectiveTerms:
     """Spectral contrastive: linear-kernel reconstruction + squared cross-similarity penalty."""
 
     def view_conditional(sites: Sites) -> torch.Tensor:
@@ -124,7 +144,8 @@ def spectral_terms() -> dict[str, Term]:
         n = z1.shape[0]
         return -(sims.pow(2).sum() - torch.diagonal(sims).pow(2).sum()) / (n * (n - 1))
 
-    return {"view_conditional": view_conditional, "entropy": entropy}
+    kernel = euclidean_content("linear_kernel", {"weight": 2.0})
+    return ObjectiveTerms({"view_conditional": view_conditional, "entropy": entropy}, kernel)
 
 
 def _cross_view_cosine(sites: Sites) -> torch.Tensor:
@@ -135,16 +156,16 @@ def _cross_view_cosine(sites: Sites) -> torch.Tensor:
     return 0.5 * (cos(p1, t2, dim=1).mean() + cos(p2, t1, dim=1).mean())
 
 
-def distillation_terms(kappa: float = 2.0) -> dict[str, Term]:
+def distillation_terms(kappa: float = 2.0) -> ObjectiveTerms:
     """BYOL (κ = 2: loss 2 − 2cos) and SimSiam (κ = 1: loss −cos): a vMF view conditional alone."""
 
     def view_conditional(sites: Sites) -> torch.Tensor:
         return kappa * _cross_view_cosine(sites)
 
-    return {"view_conditional": view_conditional}
+    return ObjectiveTerms({"view_conditional": view_conditional}, sphere_content("prediction", kappa, "target"))
 
 
-def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> dict[str, Term]:
+def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> ObjectiveTerms:
     """ER distillation: the same vMF reconstruction plus an explicit vMF-KDE entropy of the online projections."""
 
     def view_conditional(sites: Sites) -> torch.Tensor:
@@ -153,4 +174,5 @@ def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> dict[
     def entropy(sites: Sites) -> torch.Tensor:
         return branch_kde_entropy(sites, kappa, estimator)
 
-    return {"view_conditional": view_conditional, "entropy": entropy}
+    distilled = sphere_content("prediction", kappa, "target")
+    return ObjectiveTerms({"view_conditional": view_conditional, "entropy": entropy}, distilled)

@@ -30,11 +30,15 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
+from genssl.errors import ConfigError
+from genssl.models.distributions import ClassUniform, SphereUniform
 from genssl.models.view_marginal import FlatViewMarginal
 
 
 class NormalPrior(PyroModule):
     """y ~ N(0, scale² I) — the Gaussian the official SimVAE code puts on the content mean."""
+
+    space = "euclidean"
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__()
@@ -53,6 +57,8 @@ class NormalPrior(PyroModule):
 class FlatPrior(PyroModule):
     """The paper's improper flat p(y); integrated out exactly by :class:`FlatViewMarginal`."""
 
+    space = "euclidean"
+
     def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
         # Only reached when SimVAE is told not to integrate y out; scores 0 everywhere.
         return pyro.sample("y", dist.ImproperUniform(constraints.real, (), (latent_dim,)))
@@ -62,7 +68,13 @@ class FlatPrior(PyroModule):
 
 
 class MixturePrior(PyroModule):
-    """y ~ Σ_k π_k N(m_k, diag s_k²) with learnable weights π, means m and scales s."""
+    """y ~ Σ_k π_k N(m_k, diag s_k²) with learnable weights π, means m and scales s.
+
+    The component index is integrated out in closed form (``MixtureSameFamily``'s log-density), never
+    sampled for the ELBO.
+    """
+
+    space = "euclidean"
 
     def __init__(
         self, latent_dim: int, num_components: int = 10, init_spread: float = 1.0, init_scale: float = 0.5
@@ -86,4 +98,34 @@ class MixturePrior(PyroModule):
         return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
 
 
-BUILTIN_PRIORS = {"normal": NormalPrior, "flat": FlatPrior, "mog": MixturePrior}
+class UniformPrior(PyroModule):
+    """The uniform distribution of the space the method's content latent lives in.
+
+    Log-density 0 (relative to that space's uniform measure): the sphere's uniform for the vMF
+    families, the uniform class marginal (equipartition) for the prototype / cluster families. The
+    method's builder binds the space (``bind``); on R^d there is no uniform distribution — use
+    ``model.prior=flat``.
+    """
+
+    space = "any"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bound_space: str | None = None
+
+    def bind(self, space: str) -> None:
+        """Fix the space: "sphere" or "classes"."""
+        self.bound_space = space
+
+    def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
+        if self.bound_space == "sphere":
+            return pyro.sample("y", SphereUniform(latent_dim))
+        if self.bound_space == "classes":
+            return pyro.sample("y", ClassUniform(latent_dim))
+        raise ConfigError(
+            "model.prior=uniform needs a bounded space (the sphere or K classes); on R^d use model.prior=flat."
+        )
+
+    def class_log_probs(self, num_classes: int) -> None:
+        """None: the uniform marginal, which the methods' equipartition already enforces."""
+        return None

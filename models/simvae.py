@@ -22,12 +22,13 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer import Predictive, TraceMeanField_ELBO
+from pyro.infer import Predictive, TraceMeanField_ELBO, config_enumerate
 from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import kl_divergence
 
 from genssl.models.likelihoods import GAUSSIAN_LOG_VAR, observation, observation_mean
+from genssl.prior_contract import run_prior_globals
 
 Prior = Callable[[int, int], torch.Tensor]
 
@@ -45,6 +46,7 @@ class SimVAE(PyroModule):
         beta: float = 1.0,
         integrate_content: bool = True,
         obs_log_var: float = GAUSSIAN_LOG_VAR,
+        enumerate_prior: bool = False,
     ) -> None:
         super().__init__()
         self.decoder = decoder
@@ -54,6 +56,8 @@ class SimVAE(PyroModule):
         self.likelihood = likelihood
         self.beta = beta
         self.obs_log_var = obs_log_var
+        # The prior's own discrete latents (a mixture component) are enumerated exactly (model.elbo=enum).
+        self.enumerate_prior = bool(enumerate_prior)
         # y is integrated out when the prior has a closed-form view marginal (the flat prior).
         self.integrate_content = integrate_content and hasattr(prior, "view_marginal") and view_var is not None
 
@@ -88,9 +92,15 @@ class SimVAE(PyroModule):
         """The same program with x unobserved: ``Predictive(model.generate, ...)`` draws y, z and images."""
         self._program(num_images, num_views, None, 1.0)
 
+    def _content_prior(self, batch: int) -> torch.Tensor:
+        prior = config_enumerate(self.prior, default="parallel") if self.enumerate_prior else self.prior
+        return prior(batch, self.latent_dim)
+
     def _program(self, batch: int, views: int, x: torch.Tensor | None, beta: float) -> None:
         # Per-view normalisation: the loss is in nats per view, comparable across J and methods.
         with poutine.scale(scale=1.0 / (batch * views)):
+            with poutine.scale(scale=beta):
+                run_prior_globals(self.prior)
             if self.is_vae:
                 self._vae(batch * views, None if x is None else x.flatten(0, 1), beta)
             else:
@@ -99,7 +109,7 @@ class SimVAE(PyroModule):
     def _vae(self, num_images: int, x: torch.Tensor | None, beta: float) -> None:
         with pyro.plate("images", num_images):
             with poutine.scale(scale=beta):
-                y = self.prior(num_images, self.latent_dim)
+                y = self._content_prior(num_images)
             self._observe(x, y, event_dims=3)
 
     def _simvae(self, batch: int, views: int, x: torch.Tensor | None, beta: float) -> None:
@@ -108,7 +118,7 @@ class SimVAE(PyroModule):
                 if self.integrate_content:
                     z = pyro.sample("z", self.prior.view_marginal(self.view_var, views, self.latent_dim))
                 else:
-                    y = self.prior(batch, self.latent_dim)
+                    y = self._content_prior(batch)
                     loc = y.unsqueeze(-2).expand(*y.shape[:-1], views, self.latent_dim)
                     z = pyro.sample("z", dist.Normal(loc, self.view_var**0.5).to_event(2))
             self._observe(x, z, event_dims=4)

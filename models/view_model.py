@@ -24,8 +24,23 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from torch import nn
 
+from genssl.models.conditionals import ContentSpec
+
 Sites = Mapping[str, torch.Tensor]
 Term = Callable[[Sites], torch.Tensor]
+
+
+class ObjectiveTerms(dict):
+    """A method's terms, ``{name: term(sites)}`` (the energy form of its loss), and its content latent.
+
+    ``content`` (a :class:`~genssl.models.conditionals.ContentSpec`) says how the method reads as a
+    latent-variable model with a prior on y: the view conditional that stands in for the two-view
+    ``view_conditional`` term, and how the guide proposes y. None for methods without a content latent.
+    """
+
+    def __init__(self, terms: Mapping[str, Term], content: ContentSpec | None = None) -> None:
+        super().__init__(terms)
+        self.content = content
 
 
 def enter_terms(terms: Mapping[str, Term], sites: Sites) -> None:

@@ -93,6 +93,9 @@ def evaluate_run(run_dir: Path, checkpoint_path: Path, cfg: DictConfig) -> dict:
 
 
 def main() -> None:
+    from genssl.cli.train import use_working_directory
+
+    use_working_directory()  # a run with a prior of the user's own rebuilds it from the same folder
     try:
         run_dir, checkpoint, overrides = parse_args(sys.argv[1:])
         metrics = evaluate_run(run_dir, checkpoint, load_run_config(run_dir, overrides))

@@ -18,11 +18,20 @@ def main() -> None:
     """Console script: check group overrides, then hand over to Hydra."""
     from genssl.cli.overrides import normalise_overrides
 
+    use_working_directory()
     try:
         sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
     except GensslError as err:
         fail(err)
     _hydra_main()
+
+
+def use_working_directory() -> None:
+    """Put the current directory on the import path, as ``python -m`` would: a user's own prior or terms
+    (``model.prior._target_=mypriors.LaplacePrior``) import from the folder the run starts in."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def fail(err: GensslError) -> None:

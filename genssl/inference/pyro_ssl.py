@@ -7,17 +7,25 @@ pair, built with Pyro's ``ELBO()(model, guide)`` idiom so that a plain torch opt
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pyro
 import torch
-from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch import nn
 
 from genssl.errors import ConfigError, choices
 from genssl.inference.hooks import TrainingHooks
 
-ELBOS: dict[str, type[ELBO]] = {"meanfield": TraceMeanField_ELBO, "trace": Trace_ELBO}
+# "meanfield" uses analytic KL terms wherever both sites have one registered; "enum" sums over the
+# discrete latents marked for enumeration (a guide's class codes, a prior's mixture component) exactly.
+ELBOS: dict[str, Callable[[], ELBO]] = {
+    "meanfield": TraceMeanField_ELBO,
+    "trace": Trace_ELBO,
+    "enum": functools.partial(TraceEnum_ELBO, max_plate_nesting=2),
+}
 
 
 class PyroSSL(nn.Module, TrainingHooks):
@@ -36,7 +44,6 @@ class PyroSSL(nn.Module, TrainingHooks):
                 f"{type(guide).__name__} is not a genssl guide: it must offer represent(), before_epoch(), "
                 "after_step() and uses_index (subclass genssl.guides.EncoderGuide for the defaults)."
             )
-        # "meanfield" uses analytic KL terms wherever both sites have one registered.
         self.objective = ELBOS[elbo]()(model, guide)
 
     @property
@@ -54,9 +61,11 @@ class PyroSSL(nn.Module, TrainingHooks):
 
     def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """−ELBO of views [B, J, C, H, W]; ``index`` (the images' dataset indices) reaches guides that use it."""
-        if index is not None and self.uses_index:
-            return self.objective(views, index)
-        return self.objective(views)
+        args = (views, index) if index is not None and self.uses_index else (views,)
+        if not torch.is_grad_enabled() and isinstance(self.objective.elbo, TraceEnum_ELBO):
+            # TraceEnum's differentiable loss refuses to run without gradients; its plain loss does.
+            return torch.tensor(self.objective.elbo.loss(self.model, self.guide, *args), device=views.device)
+        return self.objective(*args)
 
     def before_epoch(
         self, images: torch.Tensor, generator: torch.Generator | None = None, progress: bool = False

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from genssl.errors import ShapeError
+from genssl.errors import ConfigError, ShapeError
 from genssl.guides import NormalEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.methods.components import build_prior
+from genssl.methods.priors import build_prior, prepare_prior
 from genssl.models import SimVAE
 from genssl.nets import build_decoder, build_encoder
 
@@ -22,7 +22,14 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
             f"SimVAE needs at least two views of each image to relate them, but data.num_views={views}. "
             "Set data.num_views=2 (or more), or use method=vae for single-view training."
         )
-    prior = build_prior(m.prior, m.latent_dim)
+    prior, enumerate_prior = prepare_prior(
+        build_prior(m.prior, m.latent_dim), "euclidean", m.latent_dim, cfg.method.name
+    )
+    if enumerate_prior and m.elbo != "enum":
+        raise ConfigError(
+            f"model.prior has discrete latents of its own (a mixture component), which genssl enumerates exactly "
+            f"with TraceEnum_ELBO: set model.elbo=enum (not {m.elbo})."
+        )
     decoder = build_decoder(cfg.net.encoder, m.latent_dim, channels, image_size)
     model = SimVAE(
         decoder,
@@ -32,6 +39,7 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
         likelihood=cfg.data.likelihood,
         beta=m.beta,
         integrate_content=m.integrate_content,
+        enumerate_prior=enumerate_prior,
     )
     encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim)
     guide = NormalEncoderGuide(
@@ -42,5 +50,6 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
         view_var=view_var,
         num_views=views,
         beta=m.beta,
+        prior=prior,
     )
     return PyroSSL(model, guide, elbo=m.elbo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from genssl.errors import ConfigError
 from genssl.guides import MaskedEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.methods.components import build_terms
@@ -32,6 +33,11 @@ def build_vit(vit_cfg: DictConfig, channels: int, image_size: int) -> ViTEncoder
 def build_masked(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     """ViT encoder of the visible patches (guide) and MAE decoder likelihood + regulariser terms (model)."""
     m = cfg.model
+    if m.get("prior") is not None:
+        raise ConfigError(
+            f"{cfg.method.name} has no content latent to put model.prior on: each view's hidden patches are "
+            "reconstructed from its own visible ones, with no latent shared by the views of an image. Drop model.prior."
+        )
     encoder = build_vit(cfg.net.vit, channels, image_size)
     d = m.decoder
     decoder = MaskedPatchDecoder(

@@ -15,7 +15,9 @@ from ._common import check_int, check_matrix, check_positive
 SEEDING_METRICS = ("cosine", "sqeuclidean")  # the distances kmeans_plus_plus can seed with
 
 
-def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0.05) -> torch.Tensor:
+def sinkhorn_knopp(
+    scores: torch.Tensor, iterations: int = 3, epsilon: float = 0.05, log_marginal: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft codes Q (``[B, K]``) for ``scores`` (``[B, K]`` sample–prototype similarities).
 
     Start from Q ∝ exp(scores/ε), normalised to total mass 1; each of the ``iterations`` rounds
@@ -24,6 +26,9 @@ def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0
     column to about B/K (equipartition). Computed in log space (no overflow for small ε); SwAV's
     defaults are 3 rounds and ε = 0.05. The codes are differentiable; SwAV computes them from
     detached scores (the caller's choice). With ``iterations=0`` the result is B·exp(s/ε)/Σexp(s/ε).
+
+    ``log_marginal`` (``[K]``, log π summing to 1) replaces the uniform 1/K by π_k as prototype k's
+    mass: the codes then follow the class marginal π instead of equipartition.
     """
     check_matrix("scores", scores)
     check_int("iterations", iterations, 0)
@@ -32,7 +37,10 @@ def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3, epsilon: float = 0
     log_q = scores / epsilon
     log_q = log_q - torch.logsumexp(log_q.flatten(), dim=0)
     for _ in range(iterations):
-        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(k)
+        if log_marginal is None:
+            log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - math.log(k)
+        else:
+            log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) + log_marginal
         log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(b)
     return torch.exp(log_q + math.log(b))
 
