@@ -20,6 +20,7 @@ KEYS = {
     "download",
     "train_subset",
     "test_subset",
+    "long_tail",
     "image_size",
     "channels",
     "num_views",

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from genssl.data import DATASETS, ImageDataset, dataset_options, fashion_mnist, load_dataset
-from genssl.data.datasets import resize_images
+from genssl.data import DATASETS, ImageDataset, dataset_from_config, dataset_options, fashion_mnist, load_dataset
+from genssl.data.datasets import long_tail_counts, resize_images
 from genssl.data.idx import read_idx
 from genssl.data.shapes import CLASS_NAMES, FACTOR_RANGES
 from genssl.errors import ConfigError, DataError
@@ -229,3 +230,100 @@ def test_resize_is_antialiased_uint8():
         assert abs(resized.train.images.float().mean() - native.train.images.float().mean()) < 3
     with pytest.raises(ConfigError, match="image_size"):
         load_dataset("digits", image_size=0)
+
+
+# --- data.long_tail -----------------------------------------------------------------------------
+
+
+def test_long_tail_counts_follow_the_seeded_class_order():
+    full = load_dataset("digits")
+    n_max = int(full.train.labels.bincount(minlength=10).min())
+    d = load_dataset("digits", long_tail=10, seed=0)
+    counts = d.train.labels.bincount(minlength=10)
+    assert torch.equal(counts, torch.from_numpy(long_tail_counts(10, n_max, 10, seed=0)))
+    assert counts.max() == n_max and counts.min() == round(n_max / 10)
+    assert abs(counts.max() / counts.min() - 10) < 10 / counts.min()  # ≈ 10 within rounding
+    # Decreasing along the seeded class order, head to tail.
+    order = np.random.default_rng([0, 2]).permutation(10)
+    assert (counts[order].diff() <= 0).all() and counts[order[0]] > counts[order[-1]]
+    # Each kept image is one of the full split's, with its own label.
+    kept = {bytes(x.numpy()): int(y) for x, y in zip(d.train.images, d.train.labels)}
+    every = {bytes(x.numpy()): int(y) for x, y in zip(full.train.images, full.train.labels)}
+    assert all(every[k] == y for k, y in kept.items())
+    # The test split is untouched.
+    assert torch.equal(d.test.images, full.test.images) and torch.equal(d.test.labels, full.test.labels)
+
+
+def test_long_tail_is_seeded():
+    a, b = load_dataset("digits", long_tail=10, seed=1), load_dataset("digits", long_tail=10, seed=1)
+    c = load_dataset("digits", long_tail=10, seed=2)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.labels, b.train.labels)
+    count_a, count_c = a.train.labels.bincount(minlength=10), c.train.labels.bincount(minlength=10)
+    assert not torch.equal(count_a, count_c)  # another class order
+    assert torch.equal(count_a.sort().values, count_c.sort().values)  # the same profile
+
+
+def test_long_tail_ratio_one_is_balanced_and_composes_with_subset_and_style():
+    full = load_dataset("digits")
+    n_max = int(full.train.labels.bincount().min())
+    balanced = load_dataset("digits", long_tail=1, seed=3)
+    assert torch.equal(balanced.train.labels.bincount(), torch.full((10,), n_max))
+    # train_subset is drawn from the long-tailed split.
+    small = load_dataset("digits", long_tail=1.0, train_subset=100, seed=3)
+    assert len(small.train) == 100 and len(small.test) == len(full.test)
+    with pytest.raises(ConfigError, match="train_subset"):
+        load_dataset("digits", long_tail=10, train_subset=len(full.train))
+    # Styled: the same images and counts, each keeping the style it has in the full styled set.
+    plain = load_dataset("digits", long_tail=5, seed=4)
+    styled = load_dataset("digits", long_tail=5, seed=4, styled=True)
+    everything = load_dataset("digits", styled=True)
+    assert styled.channels == 3 and torch.equal(styled.train.labels, plain.train.labels)
+    assert set(styled.train.factors) == set(everything.train.factors)
+    flat = full.train.images.flatten(1)
+    for i in range(0, len(plain.train), 7):
+        same = torch.nonzero((flat == plain.train.images[i].flatten()).all(1)).flatten()
+        assert any(all(everything.train.factors[k][j] == v[i] for k, v in styled.train.factors.items()) for j in same)
+
+
+@pytest.mark.parametrize("bad", [0.5, 0, -2, "ten", True, float("nan"), float("inf"), [10], 1000])
+def test_bad_long_tail_values(bad):
+    with pytest.raises(ConfigError) as info:
+        load_dataset("digits", long_tail=bad)
+    message = str(info.value)
+    assert "data.long_tail" in message and repr(bad) in message and "from 1 to" in message
+    assert "\n" not in message
+
+
+def test_long_tail_needs_two_classes(monkeypatch):
+    from genssl.data import datasets
+
+    real = datasets._LOADERS["digits"]
+
+    def one_class(**kwargs):
+        d = real()
+        d.train.labels.zero_(), d.test.labels.zero_()
+        d.num_classes, d.class_names = 1, ["0"]
+        return d
+
+    monkeypatch.setitem(datasets._LOADERS, "digits", one_class)
+    with pytest.raises(ConfigError, match=r"data\.long_tail=10 .*at least two classes.*1 class"):
+        load_dataset("digits", long_tail=10)
+
+
+def test_dataset_from_config_honours_long_tail():
+    data = {
+        "name": "digits",
+        "root": None,
+        "train_subset": None,
+        "test_subset": None,
+        "download": False,
+        "image_size": None,
+        "styled": False,
+        "long_tail": 10,
+        "options": {},
+    }
+    cfg = OmegaConf.create({"seed": 5, "data": data})
+    d = dataset_from_config(cfg)
+    assert torch.equal(d.train.labels, load_dataset("digits", long_tail=10, seed=5).train.labels)
+    del cfg.data.long_tail  # configs saved before the key load the whole split
+    assert len(dataset_from_config(cfg).train) == len(load_dataset("digits").train)

@@ -1,14 +1,16 @@
 """``load_dataset``: one entry point for every dataset, returning the uniform uint8 layout.
 
 Each loader returns its native resolution (shapes and CelebA render straight at the requested
-size); this module then applies what is common to all: the seeded train/test subsets, the
-antialiased resize to ``image_size`` and, for grey datasets on request, the colour/position/scale
-styling of :mod:`genssl.data.styled`.
+size); this module then applies what is common to all: on request a seeded long-tailed subset of
+the training split (``long_tail``), the seeded train/test subsets, the antialiased resize to
+``image_size`` and, for grey datasets on request, the colour/position/scale styling of
+:mod:`genssl.data.styled`.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +65,7 @@ def load_dataset(
     image_size: int | None = None,
     styled: bool = False,
     style_seed: int = 0,
+    long_tail: float | None = None,
     **options: Any,
 ) -> ImageDataset:
     """Load a dataset as uint8 ``[N, C, H, W]`` CPU tensors with labels and style factors.
@@ -71,13 +74,20 @@ def load_dataset(
         name: one of :data:`DATASETS`.
         root: directory holding the data (dataset-specific layout; see each loader).
         train_subset, test_subset: keep a random subset of this many images, drawn from ``seed``.
-        seed: the run seed; it only chooses subsets, never the dataset itself or its split.
+            ``train_subset`` is drawn from the long-tailed training split when ``long_tail`` is set.
+        seed: the run seed; it only chooses subsets (including the long-tailed one and its class
+            order), never the dataset itself or its split.
         download: allow torchvision to download missing data.
         image_size: side length wanted; images of another size are resized (bilinear,
             antialiased). ``None`` keeps the native size.
         styled: turn a grey dataset into RGB images with random hue, position and scale,
             recorded as continuous style factors (see :mod:`genssl.data.styled`).
         style_seed: seed of the style factors; like the split, they do not move with ``seed``.
+        long_tail: imbalance ratio ``r = n_max / n_min >= 1`` of a long-tailed subset of the
+            training split (the test split stays balanced as loaded); ``None`` keeps the split as
+            is. See :func:`long_tail_counts` for the counts and the seeding rule. Applied to the
+            full training split, before ``train_subset`` and the resize; style factors are drawn
+            before it, so an image keeps its style.
         options: dataset-specific keyword arguments (see :func:`dataset_options`).
     """
     valid = dataset_options(name)
@@ -91,6 +101,8 @@ def load_dataset(
         raise ConfigError(f"data.styled must be true or false, got {styled!r}.")
     if styled and name in _COLOUR:
         require_grey(name, _COLOUR[name])
+    if long_tail is not None:
+        _check_long_tail(long_tail)  # before a possibly long load; the upper bound needs the data
     if image_size is not None and int(image_size) < 1:
         raise ConfigError(f"data.image_size must be a positive integer or null, got {image_size}.")
     loader = _LOADERS[name]
@@ -103,7 +115,10 @@ def load_dataset(
         # Factors for the full splits before subsetting, so an image's style does not depend on
         # the run seed's subset; rendered after the resize, at the final size.
         dataset = attach_style_factors(dataset, style_seed)
-    train = _subset(dataset.train, train_subset, seed, 0, "train_subset")
+    train = dataset.train
+    if long_tail is not None:
+        train = _long_tail(train, dataset.num_classes, long_tail, seed)
+    train = _subset(train, train_subset, seed, 0, "train_subset")
     test = _subset(dataset.test, test_subset, seed, 1, "test_subset")
     if image_size is not None:
         train, test = resize_split(train, int(image_size)), resize_split(test, int(image_size))
@@ -131,6 +146,63 @@ def _subset(split: ImageSplit, size: int | None, seed: int, stream: int, option:
     rng = np.random.default_rng([int(seed), stream])
     index = np.sort(rng.choice(len(split), size=int(size), replace=False))
     return split.select(torch.from_numpy(index))
+
+
+def long_tail_counts(num_classes: int, n_max: int, ratio: float, seed: int) -> np.ndarray:
+    """Per-class training counts of ``data.long_tail=ratio``, indexed by class label.
+
+    ``n_max`` is the size of the smallest class of the full training split. The classes are put
+    in a random order drawn from the run ``seed`` (``np.random.default_rng([seed, 2])``; the train
+    and test subsets use streams 0 and 1, the choice of the long tail's images stream 3); the class
+    of rank ``k`` (0 = head) keeps ``round(n_max * ratio ** (-k / (num_classes - 1)))`` images, so
+    the head keeps ``n_max`` and the tail ``round(n_max / ratio)``; ``ratio=1`` gives ``n_max`` for
+    every class. A loaded dataset's counts are ``train.labels.bincount(minlength=num_classes)``, and
+    its class order is that of decreasing count (up to ties).
+    """
+    order = np.random.default_rng([int(seed), 2]).permutation(num_classes)
+    counts = np.empty(num_classes, dtype=np.int64)
+    for rank, label in enumerate(order):
+        counts[label] = round(n_max * float(ratio) ** (-rank / (num_classes - 1)))
+    return counts
+
+
+def _check_long_tail(ratio: Any, n_max: int | None = None) -> None:
+    """Raise :class:`ConfigError` unless ``ratio`` is a number from 1 to ``n_max`` (if known)."""
+    number = isinstance(ratio, (int, float, np.integer, np.floating)) and not isinstance(ratio, (bool, np.bool_))
+    if number and math.isfinite(float(ratio)) and 1 <= float(ratio) <= (n_max or math.inf):
+        return
+    bound = (
+        f"from 1 to {n_max}, the size of the smallest class of this training split"
+        if n_max
+        else "from 1 to the size of the smallest class of the training split"
+    )
+    raise ConfigError(
+        f"data.long_tail={ratio!r} is not allowed: it must be null (keep the training split as it "
+        "is) or the imbalance ratio n_max / n_min between the most and the least frequent training "
+        f"class, a number {bound} (so that the rarest class keeps at least one image); 1 keeps a "
+        "balanced subset with as many images per class as the smallest class."
+    )
+
+
+def _long_tail(split: ImageSplit, num_classes: int, ratio: Any, seed: int) -> ImageSplit:
+    """The long-tailed subset of ``split`` (see :func:`long_tail_counts`); images chosen per
+    class by a permutation drawn from stream 3 of the run ``seed``, kept in their original order."""
+    sizes = np.bincount(split.labels.numpy(), minlength=num_classes)
+    if num_classes < 2 or sizes.min() < 1:
+        why = f"dataset has {num_classes} class"
+        if num_classes >= 2:
+            why = f"class {int(sizes.argmin())} has no training images"
+        raise ConfigError(
+            f"data.long_tail={ratio!r} is not possible: a long-tailed subset needs at least two "
+            f"classes, each with training images, and this {why}; set data.long_tail=null."
+        )
+    n_max = int(sizes.min())
+    _check_long_tail(ratio, n_max)
+    counts = long_tail_counts(num_classes, n_max, float(ratio), seed)
+    rng = np.random.default_rng([int(seed), 3])
+    labels = split.labels.numpy()
+    keep = [rng.permutation(np.flatnonzero(labels == c))[: counts[c]] for c in range(num_classes)]
+    return split.select(torch.from_numpy(np.sort(np.concatenate(keep))))
 
 
 def resize_split(split: ImageSplit, size: int) -> ImageSplit:
@@ -162,5 +234,6 @@ def dataset_from_config(cfg: Any) -> ImageDataset:
         download=d.download,
         image_size=d.image_size,
         styled=d.get("styled", False),
+        long_tail=d.get("long_tail"),
         **d.options,
     )
