@@ -65,7 +65,8 @@ def prior_class_log_probs(prior: Prior, num_classes: int) -> torch.Tensor | None
 def _in_one_image(prior: Prior) -> Callable[[int], torch.Tensor]:
     def one(num_classes: int) -> torch.Tensor:
         run_prior_globals(prior)
-        with pyro.plate("images", 1):
+        # Its own plate name: this runs inside the model's and the guide's "images" plates.
+        with pyro.plate("_class_marginal", 1):
             return prior(1, num_classes)
 
     return one

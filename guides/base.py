@@ -20,6 +20,8 @@ class EncoderGuide(PyroModule):
     sites: dict[str, int]
     # Number of classes of a discrete content latent "y" the guide proposes (None: it proposes none).
     content_classes: int | None = None
+    # The keys of the ``guide`` config block ``from_config`` reads, besides ``kind`` and ``projector``.
+    config_keys: frozenset[str] = frozenset()
 
     def propose(self, views: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The values of the sites the guide proposes as point masses, for views [B, J, C, H, W]."""

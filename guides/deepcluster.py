@@ -44,6 +44,7 @@ class ClusterAssignmentGuide(EncoderGuide):
     """Online encoder + projector + frozen centroids; per-image cluster labels set by k-means each epoch."""
 
     uses_index = True
+    config_keys = frozenset({"clusters"})
 
     def __init__(
         self,

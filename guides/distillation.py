@@ -34,6 +34,8 @@ def build_predictor(pred_cfg: DictConfig, dim: int) -> nn.Module:
 class DistillationGuide(EncoderGuide):
     """Online encoder + head + predictor, and a stop-gradient target branch."""
 
+    config_keys = frozenset({"target", "momentum", "predictor"})
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -58,6 +60,12 @@ class DistillationGuide(EncoderGuide):
     @classmethod
     def from_config(cls, cfg: DictConfig, encoder: nn.Module, projector: nn.Module) -> DistillationGuide:
         """``guide.kind=distillation``: ``guide.predictor``, ``guide.target`` (ema | stopgrad), ``guide.momentum``."""
+        missing = [key for key in sorted(cls.config_keys) if cfg.get(key) is None]
+        if missing:
+            raise ConfigError(
+                f"guide.kind=distillation needs {', '.join('guide.' + k for k in missing)}: add e.g. "
+                "+guide.target=ema +guide.momentum=0.99 +guide.predictor.kind=mlp +guide.predictor.hidden_dim=512."
+            )
         predictor = build_predictor(cfg.predictor, output_width(projector))
         return cls(encoder, projector, predictor, cfg.target, cfg.momentum)
 

@@ -33,6 +33,8 @@ class PrototypeScores(nn.Module):
 class PrototypeGuide(EncoderGuide):
     """Online encoder + head + prototypes; optionally an EMA teacher of all three (DINO)."""
 
+    config_keys = frozenset({"prototypes"})
+
     def __init__(
         self,
         encoder: nn.Module,

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
@@ -28,6 +27,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from genssl.models.conditionals import ViewConditional
+from genssl.models.distributions import FlatBaseMeasure
 from genssl.models.view_model import Term, enter_terms
 from genssl.prior_contract import prior_class_log_probs, run_prior_globals
 
@@ -81,7 +81,7 @@ class ContentViewModel(PyroModule):
         with images, poutine.scale(scale=1.0 / batch):
             for name, width in self.site_dims.items():
                 if name != scored or not samplable:  # an energy conditional scores the guide's value as a factor
-                    base = dist.ImproperUniform(constraints.real, (batch,), (num_views, width))
+                    base = FlatBaseMeasure(constraints.real, (batch,), (num_views, width))
                     sites[name] = pyro.sample(name, base)
         if self.conditional.space == "classes":
             log_pi = prior_class_log_probs(self.prior, self.content_dim)

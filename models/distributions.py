@@ -170,3 +170,19 @@ class ClassUniform(TorchDistribution):
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
         values = torch.arange(self.num_classes).view((-1,) + (1,) * len(self.batch_shape))
         return values.expand((-1,) + self.batch_shape) if expand else values
+
+
+class FlatBaseMeasure(dist.ImproperUniform):
+    """The improper flat base measure of a point-embedding site (log-density 0 everywhere).
+
+    A flat measure has no draws; ``sample`` returns zeros so that Pyro's tools that run the model
+    without a guide (``pyro.render_model``, prior ``Predictive``) can still trace it. Those zeros
+    are placeholders, not samples: draw these sites from the guide (posterior predictive) instead.
+    """
+
+    def sample(self, sample_shape: torch.Size = EMPTY) -> torch.Tensor:
+        return torch.zeros(torch.Size(sample_shape) + self.batch_shape + self.event_shape)
+
+    def expand(self, batch_shape: torch.Size, _instance: FlatBaseMeasure | None = None) -> FlatBaseMeasure:
+        new = self._get_checked_instance(FlatBaseMeasure, _instance)
+        return super().expand(batch_shape, _instance=new)

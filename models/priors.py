@@ -31,7 +31,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule, PyroParam
 
 from genssl.errors import ConfigError
-from genssl.models.distributions import ClassUniform, SphereUniform
+from genssl.models.distributions import ClassUniform, FlatBaseMeasure, SphereUniform
 from genssl.models.view_marginal import FlatViewMarginal
 
 
@@ -61,7 +61,7 @@ class FlatPrior(PyroModule):
 
     def forward(self, batch_size: int, latent_dim: int) -> torch.Tensor:
         # Only reached when SimVAE is told not to integrate y out; scores 0 everywhere.
-        return pyro.sample("y", dist.ImproperUniform(constraints.real, (), (latent_dim,)))
+        return pyro.sample("y", FlatBaseMeasure(constraints.real, (), (latent_dim,)))
 
     def view_marginal(self, view_var: float, num_views: int, latent_dim: int) -> FlatViewMarginal:
         return FlatViewMarginal(view_var, num_views, latent_dim)

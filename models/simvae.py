@@ -22,7 +22,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer import Predictive, TraceMeanField_ELBO, config_enumerate
+from pyro.infer import TraceMeanField_ELBO, config_enumerate
 from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import kl_divergence
@@ -133,10 +133,13 @@ class SimVAE(PyroModule):
         """Latents [n, L] of one view of each of n new images, drawn from the model (y ~ p(y), then
         z | y); None when the prior cannot be sampled (an improper prior, such as the flat one)."""
         try:
-            draws = Predictive(self.generate, num_samples=1, return_sites=(self.latent_site,))(num_images, 1)
+            trace = poutine.trace(self.generate).get_trace(num_images, 1)
         except NotImplementedError:  # improper distributions have no sampler
             return None
-        return draws[self.latent_site].reshape(num_images, self.latent_dim)
+        # A flat measure's placeholder draws (zeros, for Pyro's tracing tools) are not samples either.
+        if any(isinstance(site["fn"], dist.ImproperUniform) for _, site in trace.iter_stochastic_nodes()):
+            return None
+        return trace.nodes[self.latent_site]["value"].reshape(num_images, self.latent_dim)
 
     def single_view_marginal(self) -> dist.Distribution | None:
         """p(z) of one view, y integrated out, when the prior offers it in closed form (``prior.marginal``);

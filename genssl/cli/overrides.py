@@ -39,7 +39,9 @@ def normalise_overrides(argv: Sequence[str]) -> list[str]:
     """
     keys = [arg.partition("=")[0].lstrip("+~") for arg in argv]
     if "model.prior._target_" in keys and not {"model/prior", "model.prior"} & set(keys):
-        argv = ["model/prior=custom", *argv]
+        # Right before the _target_ override, after any flags (-m, --config-dir …) that argparse wants first.
+        at = keys.index("model.prior._target_")
+        argv = [*argv[:at], "model/prior=custom", *argv[at:]]
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")

@@ -19,11 +19,13 @@ from genssl.errors import ConfigError, choices
 from genssl.guides import EMBEDDING_GUIDES
 from genssl.guides.content import ContentGuide, build_proposal, class_marginal
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.methods.components import build_terms
+from genssl.methods.components import build_terms, check_keys
 from genssl.methods.priors import build_prior, prepare_prior
 from genssl.models import ContentViewModel, ViewModel
 from genssl.nets import build_encoder
 from genssl.nets.heads import projection_head
+
+MODEL_KEYS = frozenset({"elbo", "terms", "prior", "latent_dim"})
 
 
 def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
@@ -36,7 +38,10 @@ def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> Pyr
     kind = g.get("kind", "delta")
     if kind not in EMBEDDING_GUIDES:
         raise ConfigError(f"Unknown guide kind '{kind}': guide.kind must be {choices(EMBEDDING_GUIDES)}.")
-    base = EMBEDDING_GUIDES[kind].from_config(g, encoder, projector)
+    guide_class = EMBEDDING_GUIDES[kind]
+    check_keys(g, {"kind", "projector", *guide_class.config_keys}, "guide", f"guide.kind={kind}")
+    check_keys(cfg.model, MODEL_KEYS, "model", f"the {cfg.method.family} family")
+    base = guide_class.from_config(g, encoder, projector)
     content = getattr(terms, "content", None)
     prior_cfg = cfg.model.get("prior")
     name = cfg.method.name

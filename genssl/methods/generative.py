@@ -7,14 +7,18 @@ from omegaconf import DictConfig
 from genssl.errors import ConfigError, ShapeError
 from genssl.guides import NormalEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
+from genssl.methods.components import check_keys
 from genssl.methods.priors import build_prior, prepare_prior
 from genssl.models import SimVAE
 from genssl.nets import build_decoder, build_encoder
+
+MODEL_KEYS = frozenset({"latent_dim", "view_var", "beta", "integrate_content", "elbo", "prior"})
 
 
 def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     """``model.view_var`` null is the VAE (every view its own image); a number is SimVAE's σ²."""
     m = cfg.model
+    check_keys(m, MODEL_KEYS, "model", "the generative family")
     view_var = m.get("view_var")
     views = int(cfg.data.num_views)
     if view_var is not None and views < 2:

@@ -7,9 +7,11 @@ from omegaconf import DictConfig
 from genssl.errors import ConfigError
 from genssl.guides import MaskedEncoderGuide
 from genssl.inference.pyro_ssl import PyroSSL
-from genssl.methods.components import build_terms
+from genssl.methods.components import build_terms, check_keys
 from genssl.models import MaskedPatchModel
 from genssl.nets.vit import MaskedPatchDecoder, ViTEncoder, default_patch_size
+
+MODEL_KEYS = frozenset({"elbo", "pixel_var", "norm_pix_loss", "terms", "decoder"})
 
 
 def build_vit(vit_cfg: DictConfig, channels: int, image_size: int) -> ViTEncoder:
@@ -38,6 +40,8 @@ def build_masked(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
             f"{cfg.method.name} has no content latent to put model.prior on: each view's hidden patches are "
             "reconstructed from its own visible ones, with no latent shared by the views of an image. Drop model.prior."
         )
+    check_keys(m, MODEL_KEYS, "model", "the masked family")
+    check_keys(cfg.guide, {"mask_ratio"}, "guide", "the masked family")
     encoder = build_vit(cfg.net.vit, channels, image_size)
     d = m.decoder
     decoder = MaskedPatchDecoder(

@@ -38,7 +38,7 @@ SPACE_PRIORS = {
 }
 SPACE_WORDS = {
     "euclidean": "R^{d}",
-    "sphere": "the unit sphere S^{d−1} ⊂ R^{d}",
+    "sphere": "the unit sphere in R^{d}",
     "classes": "the {d} prototypes / clusters {{0, …, {last}}}",
 }
 # Spaces whose priors a family's content latent accepts: R^d priors also act on the sphere.
