@@ -45,15 +45,25 @@ class Proposal:
 
 
 class AnchorEmbedding(Proposal):
-    """y^(a)_i = δ(embedding of view a at ``site``), unit-normalised when ``normalise``."""
+    """y^(a)_i = δ(embedding of view a at ``site``), unit-normalised when ``normalise``.
 
-    def __init__(self, site: str, normalise: bool) -> None:
-        self.site, self.normalise = site, bool(normalise)
+    ``gradient_site``: the value is ``site``'s (BYOL's stop-gradient EMA target), but gradients of
+    log p(y) reach the encoder through this site of the same view (the online projection the target
+    is a slow copy of), straight through: a prior on BYOL's y then shapes the representation too.
+    """
+
+    def __init__(self, site: str, normalise: bool, gradient_site: str | None = None) -> None:
+        self.site, self.normalise, self.gradient_site = site, bool(normalise), gradient_site
+
+    def _estimate(self, sites: dict[str, torch.Tensor], site: str) -> torch.Tensor:
+        y = sites[site].transpose(0, 1)  # [J, B, D]: one estimate per anchor view
+        return F.normalize(y, dim=-1) if self.normalise else y
 
     def sample(self, sites: dict[str, torch.Tensor]) -> torch.Tensor:
-        y = sites[self.site].transpose(0, 1)  # [J, B, D]: one estimate per anchor view
-        if self.normalise:
-            y = F.normalize(y, dim=-1)
+        y = self._estimate(sites, self.site)
+        if self.gradient_site is not None:
+            through = self._estimate(sites, self.gradient_site)
+            y = y.detach() + (through - through.detach())
         return pyro.sample("y", dist.Delta(y, event_dim=1))
 
 

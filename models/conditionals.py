@@ -102,14 +102,21 @@ def _values(value: torch.Tensor) -> torch.Tensor:
 
 
 class VMFViews(ViewsGivenContent):
-    """f = κ ŷᵀẑ_j: a von Mises–Fisher conditional around the content direction."""
+    """f = κ ŷᵀẑ_j: a von Mises–Fisher conditional around the content direction.
 
-    def __init__(self, y: torch.Tensor, num_views: int, anchored: bool, kappa: float) -> None:
+    ``detach_content``: the conditional sends no gradient into y (BYOL's target is a stop-gradient).
+    """
+
+    def __init__(
+        self, y: torch.Tensor, num_views: int, anchored: bool, kappa: float, detach_content: bool = False
+    ) -> None:
         super().__init__(y, num_views, y.shape[-1], anchored)
         self.kappa = float(kappa)
+        self.detach_content = bool(detach_content)
 
     def pairwise(self, value: torch.Tensor) -> torch.Tensor:
-        y = F.normalize(self.y, dim=-1).unsqueeze(-2)  # [..., A, B, 1, d]
+        y = self.y.detach() if self.detach_content else self.y
+        y = F.normalize(y, dim=-1).unsqueeze(-2)  # [..., A, B, 1, d]
         return self.kappa * (y * F.normalize(_values(value), dim=-1)).sum(-1)
 
     def sample(self, sample_shape: torch.Size = EMPTY) -> torch.Tensor:

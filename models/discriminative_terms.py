@@ -35,12 +35,22 @@ from genssl.objectives import (
 )
 
 
-def sphere_content(scored: str, kappa: float, source: str | None = None) -> ContentSpec:
-    """y on the sphere, proposed as the unit embedding of one view at ``source`` (default: the scored
-    site itself), and a vMF(κ) conditional of the other views' ``scored`` embeddings."""
+def sphere_content(scored: str, kappa: float) -> ContentSpec:
+    """y on the sphere, proposed as the unit embedding "z" of one view, and a vMF(κ) conditional of the
+    other views' ``scored`` embeddings."""
     return ContentSpec(
         ViewConditional("vmf", scored, "sphere", {"kappa": kappa}),
-        ProposalSpec("anchor_embedding", {"site": source or scored, "normalise": True}),
+        ProposalSpec("anchor_embedding", {"site": "z", "normalise": True}),
+    )
+
+
+def distilled_content(kappa: float) -> ContentSpec:
+    """BYOL's y: one view's unit EMA target (stop-gradient, so the vMF conditional of the other views'
+    predictions sends it no gradient); a prior's gradient reaches the encoder straight through the
+    online projection of the same view."""
+    return ContentSpec(
+        ViewConditional("vmf", "prediction", "sphere", {"kappa": kappa, "detach_content": True}),
+        ProposalSpec("anchor_embedding", {"site": "target", "normalise": True, "gradient_site": "z"}),
     )
 
 
@@ -162,7 +172,7 @@ def distillation_terms(kappa: float = 2.0) -> ObjectiveTerms:
     def view_conditional(sites: Sites) -> torch.Tensor:
         return kappa * _cross_view_cosine(sites)
 
-    return ObjectiveTerms({"view_conditional": view_conditional}, sphere_content("prediction", kappa, "target"))
+    return ObjectiveTerms({"view_conditional": view_conditional}, distilled_content(kappa))
 
 
 def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> ObjectiveTerms:
@@ -174,5 +184,5 @@ def distillation_er_terms(kappa: float = 10.0, estimator: str = "mean") -> Objec
     def entropy(sites: Sites) -> torch.Tensor:
         return branch_kde_entropy(sites, kappa, estimator)
 
-    distilled = sphere_content("prediction", kappa, "target")
+    distilled = distilled_content(kappa)
     return ObjectiveTerms({"view_conditional": view_conditional, "entropy": entropy}, distilled)

@@ -257,13 +257,17 @@ def sphere_published(name, s):
     if name == "simclr":
         z = s["z"]
         return nt_xent(z[:, 0], z[:, 1], 0.2) - math.log(2 * B - 1)
-    p, t = s["prediction"], s["target"]
+    p, t = s["prediction"], s["target"].detach()  # BYOL's target is a stop-gradient
     return -(cosine(p[:, 0], t[:, 1]).mean() + cosine(p[:, 1], t[:, 0]).mean())
 
 
 def sphere_anchor(name, s):
-    """ŷ_a [B, 2, d]: view a's unit embedding (SimCLR) or unit target projection (BYOL)."""
-    return unit(s["z"] if name == "simclr" else s["target"])
+    """ŷ_a [B, 2, d]: view a's unit embedding (SimCLR) or unit target projection (BYOL), whose gradient
+    reaches the online projection of the same view straight through (the target is a stop-gradient)."""
+    if name == "simclr":
+        return unit(s["z"])
+    online = unit(s["z"])
+    return unit(s["target"]).detach() + (online - online.detach())
 
 
 @pytest.mark.parametrize("name", ["simclr", "byol"])
@@ -272,7 +276,8 @@ def test_vmf_mixture_prior_adds_minus_mean_log_density_of_the_anchor(name):
     means = set_vmf_mixture(method)
     s = sphere_sites(name)
     loss = method(feed(method, s))
-    y = sphere_anchor(name, s)
+    # The prior reads the direction of y (a density on the sphere), so its gradient is tangent at y.
+    y = unit(sphere_anchor(name, s))
     log_p = log_vmf_mixture(y, VMF_LOGITS, means, VMF_KAPPAS)  # [B, 2]
     assert log_p.abs().max() > 0.1  # the prior is far from uniform here
     want = sphere_published(name, s) - log_p.mean()

@@ -30,7 +30,7 @@ MODEL_KEYS = frozenset({"elbo", "terms", "prior", "latent_dim"})
 
 def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     """Encoder + ``guide.projector`` head, the ``guide.kind`` guide over them, ``model.terms`` and ``model.prior``."""
-    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim)
+    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim, cfg.net.mlp_hidden)
     g = cfg.guide
     p = g.projector
     projector = projection_head(encoder.out_features, p.hidden_dim, p.out_dim, p.layers, p.batch_norm)

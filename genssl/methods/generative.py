@@ -34,7 +34,7 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
             f"model.prior has discrete latents of its own (a mixture component), which genssl enumerates exactly "
             f"with TraceEnum_ELBO: set model.elbo=enum (not {m.elbo})."
         )
-    decoder = build_decoder(cfg.net.encoder, m.latent_dim, channels, image_size)
+    decoder = build_decoder(cfg.net.encoder, m.latent_dim, channels, image_size, cfg.net.mlp_hidden)
     model = SimVAE(
         decoder,
         prior,
@@ -45,7 +45,7 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
         integrate_content=m.integrate_content,
         enumerate_prior=enumerate_prior,
     )
-    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim)
+    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim, cfg.net.mlp_hidden)
     guide = NormalEncoderGuide(
         encoder,
         m.latent_dim,

@@ -79,7 +79,7 @@ class Trainer:
         parameters (``pyro.param`` in a plain-function prior) exist before they are handed to the optimiser.
         It runs in eval mode and without gradients so no running statistic (BatchNorm, DirectPred's F̂) moves."""
         self.method.eval()
-        with torch.device(self.device), torch.no_grad():
+        with torch.no_grad():
             probe, _ = self.augment(
                 self.images[: min(4, len(self.images))], epoch_generator(self.cfg.seed, -1, self.device)
             )
@@ -158,10 +158,11 @@ class Trainer:
         """Augment the batch, take one optimiser step on its −ELBO; return (loss, views in the batch)."""
         tcfg, method, optimizer = self.tcfg, self.method, self.optimizer
         batch = self.images[batch_index]
-        with torch.device(self.device):
-            views, _ = self.augment(batch, generator)
-            with autocast(self.device, tcfg.precision):
-                loss = method(views, batch_index)
+        # No torch.device(...) context here: it intercepts every torch call (a few ms per step on small
+        # networks); the augmentation and the models create their tensors on their inputs' device.
+        views, _ = self.augment(batch, generator)
+        with autocast(self.device, tcfg.precision):
+            loss = method(views, batch_index)
         if not torch.isfinite(loss):
             raise GensslError(
                 f"The loss became {loss.item()} at step {self.state.step} (epoch {self.state.epoch + 1}). "
