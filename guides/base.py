@@ -7,12 +7,15 @@ class gives each a no-op default so a guide overrides only what it uses.
 from __future__ import annotations
 
 import torch
-from pyro.nn import PyroModule
+from torch import nn
 
 
-class EncoderGuide(PyroModule):
+class EncoderGuide(nn.Module):
     """Base of the amortised guides: ``sites`` (name → width of each [B, J, width] site it proposes),
-    ``represent`` (the downstream representation) and the loop's hooks."""
+    ``represent`` (the downstream representation) and the loop's hooks.
+
+    A plain module, not a PyroModule: Pyro's primitives need none, and a PyroModule's bookkeeping on
+    every attribute access costs more than a small network's whole step."""
 
     # Whether forward() takes the images' dataset indices (per-image state, as DeepCluster's labels).
     uses_index: bool = False

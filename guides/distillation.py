@@ -54,7 +54,6 @@ class DistillationGuide(EncoderGuide):
         width = output_width(projector)
         self.sites = {"z": width, "prediction": width, "target": width}
         if target == "ema":
-            # A plain nn.Module (not a PyroModule): its frozen weights stay out of Pyro's param store.
             self.target = nn.ModuleDict({"encoder": frozen_copy(encoder), "projector": frozen_copy(projector)})
 
     @classmethod
@@ -71,7 +70,6 @@ class DistillationGuide(EncoderGuide):
 
     @property
     def _target_branch(self) -> nn.ModuleDict:
-        # Read past PyroModule.__getattr__, which would register the frozen weights with pyro.module.
         return self._modules["target"]
 
     def represent(self, images: torch.Tensor) -> torch.Tensor:

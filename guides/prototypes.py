@@ -61,7 +61,7 @@ class PrototypeGuide(EncoderGuide):
         """``guide.kind=prototypes``: ``guide.prototypes.num`` and an optional EMA ``guide.prototypes.teacher``
         (``momentum``, sharpening ``temperature``, ``centre_momentum``; ``null`` for none, as in SwAV)."""
         teacher = cfg.prototypes.get("teacher")
-        if teacher is None:
+        if teacher is None or teacher.get("enabled") is False:  # runs saved before PR 10 wrote enabled: false
             return cls(encoder, projector, cfg.prototypes.num)
         return cls(
             encoder, projector, cfg.prototypes.num, True, teacher.momentum, teacher.temperature, teacher.centre_momentum
@@ -73,7 +73,7 @@ class PrototypeGuide(EncoderGuide):
     def embeddings(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         sites = {"scores": self.online.embed(views)}
         if self.has_teacher:
-            teacher = self._modules["teacher"]  # past PyroModule.__getattr__: frozen weights stay out of Pyro
+            teacher = self._modules["teacher"]
             with torch.no_grad():
                 scores = embed_views(teacher["encoder"], teacher["head"], views)
                 self.batch_centre.copy_(scores.mean(dim=(0, 1)))

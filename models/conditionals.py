@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions import TorchDistribution, constraints
 
-from genssl.models.distributions import sample_vmf
+from genssl.models.distributions import broadcast, sample_vmf
 from genssl.objectives import cross_correlation
 
 EMPTY = torch.Size()
@@ -55,7 +55,7 @@ class ViewsGivenContent(TorchDistribution):
     ) -> None:
         self.y, self.num_views, self.width, self.anchored = y, int(num_views), int(width), bool(anchored)
         # y may carry enumeration dimensions and broadcast over the plates: [..., A or 1, B or 1].
-        batch_shape = torch.broadcast_shapes(y.shape[: y.dim() - self.content_event_dim], (self.num_anchors, 1))
+        batch_shape = broadcast(y.shape[: y.dim() - self.content_event_dim], (self.num_anchors, 1))
         super().__init__(batch_shape, torch.Size((self.num_views, self.width)), validate_args=False)
 
     @property
@@ -202,7 +202,7 @@ class CategoricalViews(ViewsGivenContent):
         weights = self._view_weights(log_p.device)  # [A, J]
         # Σ_j w_aj log p_j[k], for every anchor a, image b and class k: [A, B, K].
         per_class = torch.einsum("aj,bjk->abk", weights, log_p)
-        shape = torch.broadcast_shapes(self.y.shape, per_class.shape[:-1])
+        shape = broadcast(self.y.shape, per_class.shape[:-1])
         index = self.y.long().expand(shape).unsqueeze(-1)
         return per_class.expand(*shape, per_class.shape[-1]).gather(-1, index).squeeze(-1)
 

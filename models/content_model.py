@@ -23,7 +23,6 @@ import torch
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.infer import config_enumerate
-from pyro.nn import PyroModule
 from torch import nn
 
 from genssl.models.conditionals import ViewConditional
@@ -34,7 +33,7 @@ from genssl.prior_contract import prior_class_log_probs, run_prior_globals
 Prior = Callable[[int, int], torch.Tensor]
 
 
-class ContentViewModel(PyroModule):
+class ContentViewModel(nn.Module):
     """p(y) p(s | y) × flat base measures × factors; see the module docstring.
 
     Args:

@@ -32,7 +32,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
-from pyro.nn import PyroModule
+from torch import nn
 
 from genssl.errors import ConfigError
 from genssl.models.view_model import Sites, Term, enter_terms
@@ -87,7 +87,7 @@ def mmae_terms(lambda_: float = 1e-2, mu: float = 1.0) -> dict[str, Term]:
     return {"coding_rate": coding_rate}
 
 
-class MaskedPatchModel(PyroModule):
+class MaskedPatchModel(nn.Module):
     """log p(x_hidden | cls, tokens, mask) with a fixed-variance Gaussian, plus regulariser factors.
 
     Args:

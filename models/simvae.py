@@ -23,7 +23,6 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO, config_enumerate
-from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import kl_divergence
 
@@ -33,7 +32,7 @@ from genssl.prior_contract import run_prior_globals
 Prior = Callable[[int, int], torch.Tensor]
 
 
-class SimVAE(PyroModule):
+class SimVAE(nn.Module):
     """Generative SSL model p(x, z, y); its ELBO with :class:`~genssl.guides.NormalEncoderGuide` is the loss."""
 
     def __init__(

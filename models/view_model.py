@@ -21,7 +21,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
-from pyro.nn import PyroModule
 from torch import nn
 
 from genssl.models.conditionals import ContentSpec
@@ -49,7 +48,7 @@ def enter_terms(terms: Mapping[str, Term], sites: Sites) -> None:
         pyro.factor(name, term(sites))
 
 
-class ViewModel(PyroModule):
+class ViewModel(nn.Module):
     """log p(sites) = Σ_t term_t(sites), entered with ``pyro.factor``.
 
     ``site_dims`` names the embedding sites the guide proposes and their widths; each is a

@@ -8,6 +8,7 @@ pair, built with Pyro's ``ELBO()(model, guide)`` idiom so that a plain torch opt
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from genssl.errors import ConfigError, choices
 from genssl.inference.hooks import TrainingHooks
+from genssl.inference.lean_elbo import LeanELBO, Unsupported
 
 # "meanfield" uses analytic KL terms wherever both sites have one registered; "enum" sums over the
 # discrete latents marked for enumeration (a guide's class codes, a prior's mixture component) exactly.
@@ -45,6 +47,11 @@ class PyroSSL(nn.Module, TrainingHooks):
                 "after_step() and uses_index (subclass genssl.guides.EncoderGuide for the defaults)."
             )
         self.objective = ELBOS[elbo]()(model, guide)
+        # The same ELBO through one light effect handler (lean_elbo.py); used once enable_lean() has
+        # checked it against Pyro's estimator on this model and guide.
+        self.lean = LeanELBO(analytic_kl=elbo == "meanfield")
+        self.use_lean = False
+        self.lean_check: str = "not checked"
 
     @property
     def model(self) -> nn.Module:
@@ -62,10 +69,46 @@ class PyroSSL(nn.Module, TrainingHooks):
     def forward(self, views: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """−ELBO of views [B, J, C, H, W]; ``index`` (the images' dataset indices) reaches guides that use it."""
         args = (views, index) if index is not None and self.uses_index else (views,)
+        if self.use_lean:
+            return self.lean.differentiable_loss(self.model, self.guide, *args)
+        return self.pyro_loss(*args)
+
+    def pyro_loss(self, *args: torch.Tensor) -> torch.Tensor:
+        """−ELBO by Pyro's own estimator (``model.elbo``): the reference the lean one is checked against."""
         if not torch.is_grad_enabled() and isinstance(self.objective.elbo, TraceEnum_ELBO):
             # TraceEnum's differentiable loss refuses to run without gradients; its plain loss does.
-            return torch.tensor(self.objective.elbo.loss(self.model, self.guide, *args), device=views.device)
+            return torch.tensor(self.objective.elbo.loss(self.model, self.guide, *args), device=args[0].device)
         return self.objective(*args)
+
+    def enable_lean(self, views: torch.Tensor, index: torch.Tensor | None = None, rtol: float = 1e-4) -> bool:
+        """Use the lean estimator from now on if it gives Pyro's −ELBO on ``views`` (same random draws,
+        eval mode, no gradients: no running statistic moves); else keep Pyro's. Returns the choice and
+        records why in ``lean_check``."""
+        args = (views, index) if index is not None and self.uses_index else (views,)
+        devices = [views.device] if views.device.type == "cuda" else []
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(0)
+                    reference = float(self.pyro_loss(*args))
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(0)
+                    lean = float(self.lean.differentiable_loss(self.model, self.guide, *args))
+        except Unsupported as why:
+            self.use_lean, self.lean_check = False, f"Pyro's estimator: the lean one does not handle {why}"
+            return False
+        finally:
+            self.train(was_training)
+        same = math.isclose(lean, reference, rel_tol=rtol, abs_tol=rtol)
+        self.use_lean = same
+        self.lean_check = (
+            f"lean estimator (−ELBO {lean:.6g} = Pyro's {reference:.6g})"
+            if same
+            else f"Pyro's estimator: the lean one gave {lean:.6g}, Pyro's {reference:.6g}"
+        )
+        return same
 
     def before_epoch(
         self, images: torch.Tensor, generator: torch.Generator | None = None, progress: bool = False

@@ -24,13 +24,16 @@ from genssl.methods.priors import build_prior, prepare_prior
 from genssl.models import ContentViewModel, ViewModel
 from genssl.nets import build_encoder
 from genssl.nets.heads import projection_head
+from genssl.nets.mlp import SIMVAE_HIDDEN
 
 MODEL_KEYS = frozenset({"elbo", "terms", "prior", "latent_dim"})
 
 
 def build_discriminative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL:
     """Encoder + ``guide.projector`` head, the ``guide.kind`` guide over them, ``model.terms`` and ``model.prior``."""
-    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim, cfg.net.mlp_hidden)
+    encoder = build_encoder(
+        cfg.net.encoder, channels, image_size, cfg.net.feature_dim, cfg.net.get("mlp_hidden", SIMVAE_HIDDEN)
+    )
     g = cfg.guide
     p = g.projector
     projector = projection_head(encoder.out_features, p.hidden_dim, p.out_dim, p.layers, p.batch_norm)

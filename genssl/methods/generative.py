@@ -11,6 +11,7 @@ from genssl.methods.components import check_keys
 from genssl.methods.priors import build_prior, prepare_prior
 from genssl.models import SimVAE
 from genssl.nets import build_decoder, build_encoder
+from genssl.nets.mlp import SIMVAE_HIDDEN
 
 MODEL_KEYS = frozenset({"latent_dim", "view_var", "beta", "integrate_content", "elbo", "prior"})
 
@@ -34,7 +35,9 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
             f"model.prior has discrete latents of its own (a mixture component), which genssl enumerates exactly "
             f"with TraceEnum_ELBO: set model.elbo=enum (not {m.elbo})."
         )
-    decoder = build_decoder(cfg.net.encoder, m.latent_dim, channels, image_size, cfg.net.mlp_hidden)
+    decoder = build_decoder(
+        cfg.net.encoder, m.latent_dim, channels, image_size, cfg.net.get("mlp_hidden", SIMVAE_HIDDEN)
+    )
     model = SimVAE(
         decoder,
         prior,
@@ -45,7 +48,9 @@ def build_generative(cfg: DictConfig, channels: int, image_size: int) -> PyroSSL
         integrate_content=m.integrate_content,
         enumerate_prior=enumerate_prior,
     )
-    encoder = build_encoder(cfg.net.encoder, channels, image_size, cfg.net.feature_dim, cfg.net.mlp_hidden)
+    encoder = build_encoder(
+        cfg.net.encoder, channels, image_size, cfg.net.feature_dim, cfg.net.get("mlp_hidden", SIMVAE_HIDDEN)
+    )
     guide = NormalEncoderGuide(
         encoder,
         m.latent_dim,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -38,6 +39,12 @@ class TrainState:
     step: int = 0
     seconds: float = 0.0
     samples: int = 0  # views seen
+
+
+def lean_estimator(tcfg: DictConfig) -> bool:
+    """``trainer.lean_elbo`` (Pyro's estimator every step when false, or when ``trainer.validate`` asks for
+    Pyro's checks)."""
+    return bool(tcfg.get("lean_elbo", True)) and not bool(tcfg.get("validate", False))
 
 
 def build_optimizer(params: list[torch.Tensor], optim_cfg: DictConfig) -> torch.optim.Optimizer:
@@ -84,16 +91,21 @@ class Trainer:
                 self.images[: min(4, len(self.images))], epoch_generator(self.cfg.seed, -1, self.device)
             )
             check_input_shape(self.method, probe)
+        if lean_estimator(self.tcfg):
+            self.method.enable_lean(probe)
 
     def fit(self) -> TrainState:
         """Train for ``trainer.max_epochs`` epochs (capped by ``trainer.max_steps``), checkpointing each epoch."""
         if self.tcfg.resume:
             self.state = self._resume()
         logger = RunLogger(self.run_dir, self.cfg.logger, self.cfg)
+        # Pyro's argument and shape validation costs milliseconds a step: on for the first (shape) check
+        # above, off for the loop unless trainer.validate asks for it.
         try:
-            while self.state.epoch < self.tcfg.max_epochs and self.state.step < self.max_steps:
-                self.run_epoch(logger)
-                save_checkpoint(self.checkpoint_path, self.checkpoint())
+            with pyro.validation_enabled(bool(self.tcfg.get("validate", False))):
+                while self.state.epoch < self.tcfg.max_epochs and self.state.step < self.max_steps:
+                    self.run_epoch(logger)
+                    save_checkpoint(self.checkpoint_path, self.checkpoint())
         finally:
             logger.close()
         if not self.checkpoint_path.exists():  # a zero-epoch run still leaves the (untrained) weights it evaluated
@@ -101,13 +113,20 @@ class Trainer:
         return self.state
 
     def run_epoch(self, logger: RunLogger) -> None:
-        """One pass over a fresh permutation of the training images, drawn from the epoch's own generator."""
+        """One pass over a fresh permutation of the training images, drawn from the epoch's own generator.
+
+        The step never waits for the device: the loss is summed on the device and read, with a check that
+        it stayed finite, every ``trainer.log_every`` steps and at the end of the epoch (before any
+        checkpoint is written), so logged step losses are means over their window.
+        """
         tcfg, state, method = self.tcfg, self.state, self.method
         generator = epoch_generator(self.cfg.seed, state.epoch, self.device)
         method.before_epoch(self.images, generator, progress=tcfg.progress)
         order = torch.randperm(len(self.images), generator=generator, device=self.device)
         method.train()
-        epoch_loss, epoch_steps, start = 0.0, 0, time.perf_counter()
+        start = time.perf_counter()
+        window = _Window(self.device, start)
+        epoch_loss, epoch_steps = 0.0, 0
         bar = tqdm(
             range(self.steps_per_epoch),
             desc=f"epoch {state.epoch + 1}/{tcfg.max_epochs}",
@@ -120,26 +139,27 @@ class Trainer:
             if state.step >= self.max_steps:
                 break
             batch_index = order[index * self.batch_size : (index + 1) * self.batch_size]
-            tick = time.perf_counter()
-            value, num_views = self.step(batch_index, generator)
-            elapsed = time.perf_counter() - tick
+            loss, num_views = self.step(batch_index, generator)
+            window.add(loss, num_views, state.step)
             state.step += 1
-            state.seconds += elapsed
-            state.samples += num_views
-            epoch_loss, epoch_steps = epoch_loss + value, epoch_steps + 1
-            speed = num_views / max(elapsed, 1e-9)
-            bar.set_postfix(loss=f"{value:.4g}", views_per_s=f"{speed:.0f}")
             if state.step % tcfg.log_every == 0:
+                mean, speed = self._close_window(window)
+                epoch_loss, epoch_steps = epoch_loss + mean * window.steps, epoch_steps + window.steps
+                bar.set_postfix(loss=f"{mean:.4g}", views_per_s=f"{speed:.0f}")
                 logger.log(
                     {
                         "kind": "step",
                         "epoch": state.epoch,
                         "step": state.step,
-                        "loss": value,
+                        "loss": mean,
                         "samples_per_s": speed,
                         "lr": self.optimizer.param_groups[0]["lr"],
                     }
                 )
+                window = _Window(self.device, time.perf_counter())
+        if window.steps:
+            mean, _ = self._close_window(window)
+            epoch_loss, epoch_steps = epoch_loss + mean * window.steps, epoch_steps + window.steps
         bar.close()
         state.epoch += 1
         record = {
@@ -154,8 +174,23 @@ class Trainer:
         if tcfg.progress:
             tqdm.write(f"epoch {state.epoch}: loss {record['loss']:.4f}, {record['seconds']:.1f}s")
 
-    def step(self, batch_index: torch.Tensor, generator: torch.Generator) -> tuple[float, int]:
-        """Augment the batch, take one optimiser step on its −ELBO; return (loss, views in the batch)."""
+    def _close_window(self, window: _Window) -> tuple[float, float]:
+        """Wait for the device, check the window's losses were finite, count its time; (mean loss, views/s)."""
+        mean, first_bad = window.read()
+        elapsed = time.perf_counter() - window.start
+        self.state.seconds += elapsed
+        self.state.samples += window.views
+        if first_bad >= 0:
+            raise GensslError(
+                f"The loss became non-finite at step {first_bad} (epoch {self.state.epoch + 1}); training stopped "
+                f"and the last good checkpoint is kept. Lower trainer.optim.lr (now {self.tcfg.optim.lr}) or "
+                "use trainer.precision=32."
+            )
+        return mean, window.views / max(elapsed, 1e-9)
+
+    def step(self, batch_index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """Augment the batch and take one optimiser step on its −ELBO; returns (the loss, still on the device,
+        and the number of views). Nothing here waits for the device."""
         tcfg, method, optimizer = self.tcfg, self.method, self.optimizer
         batch = self.images[batch_index]
         # No torch.device(...) context here: it intercepts every torch call (a few ms per step on small
@@ -163,22 +198,19 @@ class Trainer:
         views, _ = self.augment(batch, generator)
         with autocast(self.device, tcfg.precision):
             loss = method(views, batch_index)
-        if not torch.isfinite(loss):
-            raise GensslError(
-                f"The loss became {loss.item()} at step {self.state.step} (epoch {self.state.epoch + 1}). "
-                f"Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32."
-            )
         lr = self.lr_at(self.state.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled():  # float16: scale the loss against underflow
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         method.after_step(self.state.step / self.total_steps)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return loss.item(), views.shape[0] * views.shape[1]
+        return loss.detach(), views.shape[0] * views.shape[1]
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, ``pyro.param`` values, optimiser, progress, RNG, config."""
@@ -212,6 +244,28 @@ class Trainer:
         if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["rng"]["cuda"]])
         return TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"], checkpoint["samples"])
+
+
+class _Window:
+    """Losses of the steps since the last log, summed on the device, and the first non-finite one."""
+
+    def __init__(self, device: torch.device, start: float) -> None:
+        self.start, self.steps, self.views = start, 0, 0
+        self.total = torch.zeros((), device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, loss: torch.Tensor, num_views: int, step: int) -> None:
+        loss = loss.float()
+        finite = torch.isfinite(loss)
+        self.total += torch.where(finite, loss, 0.0)
+        self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
+        self.steps += 1
+        self.views += num_views
+
+    def read(self) -> tuple[float, int]:
+        """(mean loss, first non-finite step or −1): one wait for the device."""
+        values = torch.stack([self.total / max(self.steps, 1), self.first_bad.to(self.total.dtype)]).tolist()
+        return values[0], int(values[1])
 
 
 def train(cfg: DictConfig, method: PyroSSL, dataset: ImageDataset, device: torch.device, run_dir: Path) -> TrainState:
