@@ -48,3 +48,57 @@ def test_train_cli_on_cuda(tmp_path, precision):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["content"]["linear"] > 0.5 and metrics["train"]["samples_per_s"] > 0
+
+
+def test_the_training_step_never_waits_for_the_gpu():
+    """torch's sync debug mode raises on any host synchronisation inside the steps."""
+    import tempfile
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+
+    from genssl.cli.overrides import normalise_overrides
+    from genssl.data.types import ImageDataset, ImageSplit
+    from genssl.methods import build_method
+    from genssl.runtime import epoch_generator
+    from genssl.train.loop import Trainer, _Window
+
+    device = torch.device("cuda")
+    for method_name in ("simclr", "simvae", "byol", "dino"):
+        with initialize_config_module("genssl.configs", version_base=None):
+            cfg = compose("config", overrides=normalise_overrides([f"method={method_name}", "data=digits"]))
+        images = torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8)
+        split = ImageSplit(images, torch.zeros(256, dtype=torch.long))
+        method = build_method(cfg, 1, 28).to(device)
+        trainer = Trainer(cfg, method, ImageDataset("s", split, split, 1, ["0"]), device, Path(tempfile.mkdtemp()))
+        generator = epoch_generator(0, 0, device)
+        window = _Window(device, 0.0)
+        trainer.step(torch.arange(64, device=device), generator)  # warm-up (lazy CUDA init may sync)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for i in range(3):
+                loss, views = trainer.step(torch.arange(64, device=device) + 64 * i, generator)
+                window.add(loss, views, i)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert window.read()[1] == -1
+
+
+@pytest.mark.parametrize(
+    "options", [["trainer.compile=true"], ["trainer.channels_last=true", "trainer.precision=bf16"]]
+)
+def test_speed_options_on_cuda(tmp_path, options):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "genssl-train",
+        "method=simclr",
+        "data=digits",
+        "trainer.device=cuda",
+        "trainer.max_epochs=1",
+        "eval.enabled=false",
+        *options,
+        *TINY,
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "checkpoints" / "last.pt").exists()

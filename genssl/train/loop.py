@@ -25,6 +25,7 @@ from genssl.inference.pyro_ssl import PyroSSL
 from genssl.methods import check_input_shape
 from genssl.runfiles import load_checkpoint, save_checkpoint
 from genssl.runtime import autocast, epoch_generator
+from genssl.train.accelerate import accelerate
 from genssl.train.loggers import RunLogger
 from genssl.train.schedule import schedule_from_config
 
@@ -68,6 +69,7 @@ class Trainer:
         self.images = dataset.train.images.to(device)
         self.batch_size = min(int(tcfg.batch_size), len(self.images))
         self.steps_per_epoch = len(self.images) // self.batch_size  # drop the ragged last batch: batches stay full
+        self.accelerated = accelerate(method, tcfg)
         self._check_shapes()
         self.extra = method.extra_parameters()
         trainable = [p for p in method.parameters() if p.requires_grad]  # EMA targets are not trained
