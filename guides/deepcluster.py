@@ -61,8 +61,18 @@ class ClusterAssignmentGuide(EncoderGuide):
         self.sites = {"scores": num_clusters}
         self.content_classes = num_clusters
         self.num_clusters, self.kmeans_iterations, self.batch_size = num_clusters, kmeans_iterations, batch_size
-        # Recomputed at every epoch start, so not part of the checkpoint (and independent of N at build).
-        self.register_buffer("labels", torch.zeros(0, dtype=torch.long), persistent=False)
+        # Set by k-means at every epoch start; checkpointed so a run stopped mid-epoch resumes with them.
+        # Empty until the first epoch: its size N is the data's, unknown when the method is built.
+        self.register_buffer("labels", torch.zeros(0, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # The labels' size is the data's: take the checkpoint's, whatever this module was built with.
+        saved = state_dict.get(prefix + "labels")
+        if saved is None:  # a checkpoint from before the labels were saved: k-means sets them at the epoch start
+            state_dict[prefix + "labels"] = self.labels
+        else:
+            self.labels = torch.zeros_like(saved, device=self.labels.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, encoder: nn.Module, projector: nn.Module) -> ClusterAssignmentGuide:

@@ -1,5 +1,7 @@
 """Pyro models of genssl (installed as ``genssl.models``)."""
 
+import pyro
+
 from genssl.models.class_priors import ClassMarginalPrior, PowerLawPrior
 from genssl.models.conditionals import ContentSpec, ProposalSpec, ViewConditional
 from genssl.models.content_model import ContentViewModel
@@ -11,6 +13,10 @@ from genssl.models.simvae import SimVAE
 from genssl.models.sphere_priors import VMFMixturePrior
 from genssl.models.view_marginal import FlatViewMarginal
 from genssl.models.view_model import ObjectiveTerms, ViewModel
+
+# PyroModule priors keep their parameters to themselves: with Pyro's global param store two priors built
+# in one process (a run and its untrained baseline, the jobs of a sweep) would share parameters by name.
+pyro.settings.set(module_local_params=True)
 
 # The priors model.prior=<name> selects; each fits the content latents of its space (see genssl.methods.priors).
 BUILTIN_PRIORS = {

@@ -8,7 +8,9 @@ traces; genssl wants one paragraph naming the valid options. It also lets users 
 from __future__ import annotations
 
 import importlib.resources
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from genssl.errors import ConfigError, choices
 
@@ -25,13 +27,30 @@ GROUPS = {
 ALIASES = {"model.prior": "model/prior", "data.augment": "data/augment"}
 
 
-def group_options(group: str) -> list[str]:
-    """Names of the YAML files in a config group."""
-    root = importlib.resources.files("genssl.configs").joinpath(*group.split("/"))
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+def group_options(group: str, config_dirs: Sequence[Path] = ()) -> list[str]:
+    """Names of the YAML files in a config group: genssl's, and the user's in ``config_dirs`` (the
+    folders of ``--config-dir`` and ``hydra.searchpath``)."""
+    roots = [importlib.resources.files("genssl.configs").joinpath(*group.split("/"))]
+    roots += [Path(d).joinpath(*group.split("/")) for d in config_dirs]
+    names = set()
+    for root in roots:
+        if root.is_dir():
+            names.update(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    return sorted(names)
 
 
-def normalise_overrides(argv: Sequence[str]) -> list[str]:
+def group_directories(config_dirs: Sequence[Path] = ()) -> set[str]:
+    """Every config group (``method``, ``data/augment``, …), genssl's and the user's own."""
+    groups = set(GROUPS)
+    for root in (Path(d) for d in config_dirs):
+        if root.is_dir():
+            for folder in root.rglob("*"):
+                if folder.is_dir() and any(p.suffix == ".yaml" for p in folder.iterdir()):
+                    groups.add(str(folder.relative_to(root)).replace(os.sep, "/"))
+    return groups
+
+
+def normalise_overrides(argv: Sequence[str], config_dirs: Sequence[Path] = ()) -> list[str]:
     """Rewrite group aliases and reject unknown group options with a one-paragraph error.
 
     ``model.prior._target_=...`` without a prior group selects the empty ``custom`` prior first, so
@@ -51,7 +70,7 @@ def normalise_overrides(argv: Sequence[str]) -> list[str]:
             bare = ALIASES[bare]
             key = prefix + bare
         if sep and bare in GROUPS:
-            valid = group_options(GROUPS[bare])
+            valid = group_options(GROUPS[bare], config_dirs)
             for option in _sweep_values(value):
                 if option not in valid:
                     raise ConfigError(

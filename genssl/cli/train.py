@@ -3,27 +3,58 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from genssl.errors import GensslError
+from genssl.train.loop import Stopped
+
+# Sweep jobs that failed (a sweep goes on past a failed job and exits non-zero at the end).
+FAILED_JOBS: list[str] = []
+# Named run directories that existed when the command started (never removed on a failure).
+PREEXISTING: set[Path] = set()
 
 
 def main() -> None:
-    """Console script: check group overrides, then hand over to Hydra."""
+    """Console script: check the whole command (every sweep job) before Hydra writes anything, then run it."""
     from genssl.cli.overrides import normalise_overrides
+    from genssl.cli.prevalidate import check_command, searchpath_dirs, split
 
     use_working_directory()
     try:
-        sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
+        command = split(sys.argv[1:])
+        overrides = normalise_overrides(command.overrides, searchpath_dirs(command))
+        argv = [*command.flags, *overrides]
+        checked = check_command(argv)
+        PREEXISTING.update(_named_dirs(checked.overrides))
     except GensslError as err:
         fail(err)
+    except KeyboardInterrupt:
+        print("genssl: interrupted while checking the command; nothing was written.", file=sys.stderr)
+        sys.exit(130)
+    except OSError as err:
+        fail(GensslError(f"{err.filename or 'a file'}: {err.strerror or err}."))
+    sys.argv = [sys.argv[0], *argv]
     _hydra_main()
+    if FAILED_JOBS:
+        print(f"genssl: error: {len(FAILED_JOBS)} sweep job(s) failed: " + " | ".join(FAILED_JOBS), file=sys.stderr)
+        sys.exit(2)
+
+
+def _named_dirs(overrides: list[str]) -> set[Path]:
+    out = set()
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in ("hydra.run.dir", "hydra.sweep.dir") and Path(value).exists():
+            out.add(Path(value).resolve())
+    return out
 
 
 def use_working_directory() -> None:
@@ -41,10 +72,51 @@ def fail(err: GensslError) -> None:
 
 @hydra.main(config_path="pkg://genssl.configs", config_name="config", version_base=None)
 def _hydra_main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except GensslError as err:
-        fail(err)
+        run(cfg, run_dir)
+    except Stopped as stop:
+        print(f"genssl: {stop}; checkpoint written. {resume_hint(run_dir)}", file=sys.stderr)
+        sys.exit(130)
+    except (GensslError, OSError, KeyboardInterrupt) as err:
+        message = _message(err, run_dir)
+        _clean_failed_run_dir(run_dir)
+        if multirun and not isinstance(err, KeyboardInterrupt):
+            print(f"genssl: error in {run_dir}: {message} (the sweep goes on)", file=sys.stderr)
+            FAILED_JOBS.append(f"{run_dir.name}: {message}")
+            return
+        if isinstance(err, KeyboardInterrupt):
+            print(f"genssl: {message}", file=sys.stderr)
+            sys.exit(130)
+        fail(GensslError(message))
+
+
+def _message(err: BaseException, run_dir: Path) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return f"interrupted. {resume_hint(run_dir)}"
+    if isinstance(err, OSError) and not isinstance(err, GensslError):
+        what = {28: "the disk is full", 13: "permission denied", 30: "the file system is read-only"}.get(
+            err.errno or 0, err.strerror or str(err)
+        )
+        return f"could not write {err.filename or run_dir}: {what}. The last good checkpoint is kept."
+    return str(err)
+
+
+def resume_hint(run_dir: Path) -> str:
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if checkpoint.exists():
+        return f"Resume from {checkpoint} with trainer.resume=true hydra.run.dir={run_dir}."
+    return "No checkpoint was written yet; start the run again."
+
+
+def _clean_failed_run_dir(run_dir: Path) -> None:
+    """A run directory this command created and that holds nothing but Hydra's .hydra/ is removed."""
+    if run_dir.resolve() in PREEXISTING or not run_dir.is_dir():
+        return
+    if all(entry.name == ".hydra" for entry in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:

@@ -21,6 +21,7 @@ from typing import Any
 import hydra
 import pyro
 import torch
+from hydra._internal.utils import _locate
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.poutine.messenger import Messenger
@@ -63,7 +64,7 @@ def build_prior(prior_cfg: Mapping[str, Any] | str, latent_dim: int) -> Callable
         )
     kwargs = {k: v for k, v in prior_cfg.items() if k != "_target_"}
     try:
-        obj = hydra.utils.get_object(target)
+        obj = _locate(target)  # not hydra.utils.get_object, which also logs the failure to stderr
         if inspect.isfunction(obj) and not kwargs.get("_partial_"):
             return functools.partial(obj, **kwargs) if kwargs else obj
         return hydra.utils.instantiate(prior_cfg, **_size_arguments(obj, kwargs, latent_dim))
@@ -125,19 +126,72 @@ def prepare_prior(prior: Callable, space: str, latent_dim: int, method: str) -> 
     return prior, bool(own_discrete_latents(prior, trace, latent_dim))
 
 
+CONTRACT = (
+    "A prior is a Pyro callable prior(batch_size, latent_dim) that samples the site 'y' once per image inside "
+    "the method's images plate — with one event dimension for a continuous y, e.g. pyro.sample('y', "
+    "dist.Laplace(0.0, 1.0).expand([latent_dim]).to_event(1)), or a class index for a prior over the K "
+    "prototypes, e.g. pyro.sample('y', dist.Categorical(logits=...)) — opens no plate of its own, and returns "
+    "the sample."
+)
+
+
 def dry_run(prior: Callable, latent_dim: int, space: str = "euclidean") -> poutine.Trace:
-    """Trace the prior on two images (its own latents drawn, the RNG and the param store untouched)."""
+    """Trace the prior on two images (its own latents drawn, the RNG and the param store untouched) and
+    check it keeps :data:`CONTRACT`: every way it can break it is one paragraph saying which."""
+    returned: dict[str, Any] = {}
 
     def program() -> None:
         run_prior_globals(prior)
         with pyro.plate("images", 2):
-            prior(2, latent_dim)
+            returned["y"] = prior(2, latent_dim)
 
-    with torch.random.fork_rng(devices=[]), torch.no_grad(), _ImproperAtZero():
-        trace = poutine.trace(poutine.block(program, hide_types=["param"])).get_trace()
+    name = _prior_name(prior)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), _ImproperAtZero():
+            trace = poutine.trace(poutine.block(program, hide_types=["param"])).get_trace()
+    except ConfigError:
+        raise
+    except Exception as err:  # the user's code: any error it raises is reported, not its traceback
+        cause = err.__cause__ or err
+        reason = " ".join(str(cause).split("Trace Shapes:")[0].split())[:300]
+        hint = " (did it forget .to_event(1)?)" if "Shape mismatch inside plate" in reason else ""
+        raise ConfigError(
+            f"model.prior ({name}) failed when called as prior(2, {latent_dim}) inside the images plate: "
+            f"{type(cause).__name__}: {reason}{hint}. {CONTRACT}"
+        ) from None
+    sampled = sorted(n for n, site in trace.nodes.items() if site["type"] == "sample" and _is_sample(site))
     if "y" not in trace.nodes:
-        raise ConfigError(f"model.prior samples no site 'y' (it samples {sorted(trace.stochastic_nodes)}).")
+        found = f"it samples {', '.join(repr(n) for n in sampled)}" if sampled else "it samples nothing"
+        raise ConfigError(f"model.prior ({name}) samples no site 'y' ({found}). {CONTRACT}")
+    site = trace.nodes["y"]
+    discrete = _is_discrete(site["fn"])
+    want_event = () if discrete else (latent_dim,)
+    event = tuple(site["fn"].event_shape)
+    if event != want_event:
+        hint = " (did it forget .to_event(1)?)" if not discrete and not event else ""
+        raise ConfigError(
+            f"model.prior ({name}) samples 'y' with event shape {list(event)}, not {list(want_event)}{hint}: "
+            f"its sample must be [batch_size{', latent_dim' if not discrete else ''}]. {CONTRACT}"
+        )
+    value = returned["y"]
+    if value is None or not isinstance(value, torch.Tensor):
+        raise ConfigError(f"model.prior ({name}) returned {value!r} instead of its sample of 'y'. {CONTRACT}")
+    want_shape = (2, *want_event)
+    if tuple(value.shape) != want_shape:
+        raise ConfigError(
+            f"model.prior ({name}) returned a tensor of shape {list(value.shape)} for two images, not "
+            f"{list(want_shape)}. {CONTRACT}"
+        )
     return trace
+
+
+def _prior_name(prior: Callable) -> str:
+    target = getattr(prior, "func", prior)
+    return getattr(target, "__qualname__", None) or type(target).__name__
+
+
+def _is_sample(site: dict) -> bool:
+    return type(site["fn"]).__name__ != "_Subsample" and not site["is_observed"]
 
 
 class _ImproperAtZero(Messenger):

@@ -8,11 +8,12 @@ progress) and :func:`train` runs it. The loop talks to the method through its lo
 from __future__ import annotations
 
 import math
+import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyro
 import torch
@@ -23,23 +24,25 @@ from genssl.data import ImageDataset, build_augment
 from genssl.errors import ConfigError, GensslError
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.methods import check_input_shape
-from genssl.runfiles import load_checkpoint, save_checkpoint
+from genssl.runfiles import read_checkpoint, remove_stale_temporaries, save_checkpoint
 from genssl.runtime import autocast, epoch_generator
 from genssl.train.accelerate import accelerate
 from genssl.train.loggers import RunLogger
 from genssl.train.schedule import schedule_from_config
+from genssl.train.state import (
+    EpochPosition,
+    TrainState,
+    checkpoint_payload,
+    non_finite_parameters,
+    restore,
+    truncate_metrics,
+)
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
-@dataclass
-class TrainState:
-    """How far a run has got; saved in every checkpoint so a resumed run continues the count."""
-
-    epoch: int = 0  # completed epochs
-    step: int = 0
-    seconds: float = 0.0
-    samples: int = 0  # views seen
+class Stopped(Exception):
+    """Training was asked to stop (Ctrl-C, SIGTERM) and did so at a step boundary, after a checkpoint."""
 
 
 def lean_estimator(tcfg: DictConfig) -> bool:
@@ -97,25 +100,76 @@ class Trainer:
             self.method.enable_lean(probe)
 
     def fit(self) -> TrainState:
-        """Train for ``trainer.max_epochs`` epochs (capped by ``trainer.max_steps``), checkpointing each epoch."""
+        """Train for ``trainer.max_epochs`` epochs (capped by ``trainer.max_steps``), checkpointing each epoch.
+
+        Ctrl-C or SIGTERM finishes the current step, writes a checkpoint of the exact position (mid-epoch
+        included) and raises :class:`Stopped`; ``trainer.resume=true`` continues from it.
+        """
+        self._prepare_run_dir()
+        position = None
         if self.tcfg.resume:
-            self.state = self._resume()
+            self.state, position = self._resume()
         logger = RunLogger(self.run_dir, self.cfg.logger, self.cfg)
+        self._stop_requested = False
+        handlers = self._catch_stop_signals()
         # Pyro's argument and shape validation costs milliseconds a step: on for the first (shape) check
         # above, off for the loop unless trainer.validate asks for it.
         try:
             with pyro.validation_enabled(bool(self.tcfg.get("validate", False))):
                 while self.state.epoch < self.tcfg.max_epochs and self.state.step < self.max_steps:
-                    self.run_epoch(logger)
-                    save_checkpoint(self.checkpoint_path, self.checkpoint())
+                    stopped_at = self.run_epoch(logger, position)
+                    position = None
+                    self.save(stopped_at)
+                    if stopped_at is not None:
+                        raise Stopped(f"stopped at step {self.state.step} (epoch {self.state.epoch + 1})")
         finally:
             logger.close()
+            for signum, previous in handlers.items():
+                signal.signal(signum, previous)
         if not self.checkpoint_path.exists():  # a zero-epoch run still leaves the (untrained) weights it evaluated
-            save_checkpoint(self.checkpoint_path, self.checkpoint())
+            self.save()
         return self.state
 
-    def run_epoch(self, logger: RunLogger) -> None:
-        """One pass over a fresh permutation of the training images, drawn from the epoch's own generator.
+    def _catch_stop_signals(self) -> dict[int, object]:
+        """SIGINT and SIGTERM ask the loop to stop after the current step (a second Ctrl-C stops at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+
+        def request_stop(signum: int, frame: object) -> None:
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, request_stop)
+        return previous
+
+    def _prepare_run_dir(self) -> None:
+        """Remove what an interrupted write left behind; with ``trainer.overwrite``, the previous run's files."""
+        remove_stale_temporaries(self.checkpoint_path.parent)
+        remove_stale_temporaries(self.run_dir)
+        if self.tcfg.get("overwrite", False) and not self.tcfg.resume:
+            for name in ("checkpoints", "eval"):
+                shutil.rmtree(self.run_dir / name, ignore_errors=True)
+            for name in ("metrics.jsonl", "metrics.json"):
+                (self.run_dir / name).unlink(missing_ok=True)
+
+    def save(self, position: EpochPosition | None = None) -> None:
+        """Write ``checkpoints/last.pt`` atomically, never with non-finite weights (the last good one stays)."""
+        bad = non_finite_parameters(self.method)
+        if bad:
+            raise GensslError(
+                f"Training diverged: {len(bad)} weights are NaN or infinite (e.g. {bad[0]}) at step {self.state.step}; "
+                f"no checkpoint was written and the last good one is kept. Lower trainer.optim.lr (now "
+                f"{self.tcfg.optim.lr}) or use trainer.precision=32."
+            )
+        save_checkpoint(self.checkpoint_path, self.checkpoint(position))
+
+    def run_epoch(self, logger: RunLogger, position: EpochPosition | None = None) -> EpochPosition | None:
+        """One pass over a fresh permutation of the training images, drawn from the epoch's own generator
+        (or the rest of a stopped epoch, from ``position``); returns the position where a stop request
+        ended it early, else None.
 
         The step never waits for the device: the loss is summed on the device and read, with a check that
         it stayed finite, every ``trainer.log_every`` steps and at the end of the epoch (before any
@@ -123,8 +177,13 @@ class Trainer:
         """
         tcfg, state, method = self.tcfg, self.state, self.method
         generator = epoch_generator(self.cfg.seed, state.epoch, self.device)
-        method.before_epoch(self.images, generator, progress=tcfg.progress)
-        order = torch.randperm(len(self.images), generator=generator, device=self.device)
+        if position is None:
+            method.before_epoch(self.images, generator, progress=tcfg.progress)
+            order = torch.randperm(len(self.images), generator=generator, device=self.device)
+            first = 0
+        else:  # the epoch's start (its k-means labels included) is in the restored weights and state
+            generator.set_state(position.generator_state.to(generator.get_state().device))
+            order, first = position.order.to(self.device), position.steps_done
         method.train()
         start = time.perf_counter()
         window = _Window(self.device, start)
@@ -137,8 +196,14 @@ class Trainer:
             dynamic_ncols=True,
             leave=False,
         )
+        stopped_at = None
         for index in bar:
+            if index < first:
+                continue
             if state.step >= self.max_steps:
+                break
+            if self._stop_requested:
+                stopped_at = EpochPosition(order, index, generator.get_state())
                 break
             batch_index = order[index * self.batch_size : (index + 1) * self.batch_size]
             loss, num_views = self.step(batch_index, generator)
@@ -163,6 +228,8 @@ class Trainer:
             mean, _ = self._close_window(window)
             epoch_loss, epoch_steps = epoch_loss + mean * window.steps, epoch_steps + window.steps
         bar.close()
+        if stopped_at is not None:
+            return stopped_at
         state.epoch += 1
         record = {
             "kind": "epoch",
@@ -175,6 +242,7 @@ class Trainer:
         logger.log(record)
         if tcfg.progress:
             tqdm.write(f"epoch {state.epoch}: loss {record['loss']:.4f}, {record['seconds']:.1f}s")
+        return None
 
     def _close_window(self, window: _Window) -> tuple[float, float]:
         """Wait for the device, check the window's losses were finite, count its time; (mean loss, views/s)."""
@@ -214,38 +282,22 @@ class Trainer:
         method.after_step(self.state.step / self.total_steps)
         return loss.detach(), views.shape[0] * views.shape[1]
 
-    def checkpoint(self) -> dict[str, Any]:
-        """Everything a resumed run needs: weights, ``pyro.param`` values, optimiser, progress, RNG, config."""
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        state = self.state
-        return {
-            "method": self.method.state_dict(),
-            "extra_params": {name: p.detach().cpu() for name, p in self.extra.items()},
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": state.epoch,
-            "step": state.step,
-            "seconds": state.seconds,
-            "samples": state.samples,
-            "rng": rng,
-            "config": OmegaConf.to_yaml(self.cfg, resolve=True),
-        }
+    def checkpoint(self, position: EpochPosition | None = None) -> dict:
+        """Everything a resumed run needs (:func:`~genssl.train.state.checkpoint_payload`)."""
+        config = OmegaConf.to_yaml(self.cfg, resolve=True)
+        return checkpoint_payload(self.method, self.extra, self.optimizer, self.state, config, position)
 
-    def _resume(self) -> TrainState:
+    def _resume(self) -> tuple[TrainState, EpochPosition | None]:
         path = self.checkpoint_path
         if not path.exists():
             raise ConfigError(
                 f"trainer.resume=true but there is no checkpoint at {path}. Pass the run directory of "
                 "the run to resume as hydra.run.dir=<dir>, or drop trainer.resume to start afresh."
             )
-        checkpoint = load_checkpoint(path, map_location=self.device)
-        self.method.restore_weights(checkpoint, self.extra)
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-        if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in checkpoint["rng"]["cuda"]])
-        return TrainState(checkpoint["epoch"], checkpoint["step"], checkpoint["seconds"], checkpoint["samples"])
+        state, position = restore(read_checkpoint(path, map_location=self.device), self.method, self.extra,
+                                  self.optimizer)  # fmt: skip
+        truncate_metrics(self.run_dir / "metrics.jsonl", state)
+        return state, position
 
 
 class _Window:
