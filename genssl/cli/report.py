@@ -5,26 +5,43 @@ quoted so the shell leaves it alone) or a Hydra multirun folder; every directory
 at or below an entry is a run. Options: ``embedding=tsne|pca|none`` (the 2-D test-feature plots),
 ``progress=true|false``, ``title=<text>``.
 
-The report is built in a temporary directory beside ``out`` and moved into place only when complete,
-so a failure leaves ``out`` as it was.
+The report is built in a temporary directory beside ``out`` (``.<out name>.staging-*``, locked with
+``flock`` while in use) and moved into place only when complete, so a failure leaves ``out`` as it
+was; staging folders that a killed report left behind (their lock free) are removed at the start of
+the next report into the same ``out``. A SIGTERM stops the report like Ctrl-C, removing its folder.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from genssl.errors import ConfigError, GensslError, choices
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: stale staging folders are recognised by their age alone
+    fcntl = None  # type: ignore[assignment]
 
 USAGE = (
     "usage: genssl-report runs=[<run dir>,...] out=<dir> [embedding=tsne|pca|none] [progress=true|false] [title=<text>]"
 )
 KEYS = ("runs", "out", "embedding", "progress", "title")
 PROJECTIONS = ("tsne", "pca", "none")
+STAGING_INFIX = ".staging-"  # the staging folder is .<out name>.staging-<random>, its lock that + .lock
+# A staging folder whose lock is free is a killed report's leftover once it is LOCK_GRACE_S old (a
+# live report locks its folder microseconds after creating it); where locks cannot be taken, once it
+# is UNLOCKED_STALE_S old.
+LOCK_GRACE_S = 2.0
+UNLOCKED_STALE_S = 600.0
 
 
 @dataclass
@@ -119,19 +136,91 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def check_out(out: Path) -> None:
-    """``out`` must be a directory or not exist yet; nothing on its path may be a file."""
+    """``out`` must be a writable directory or not exist yet; nothing on its path may be a file."""
     if out.exists() and not out.is_dir():
         raise ConfigError(
             f"out={out} is a file, not a directory. Pass a directory for the report (it is created "
             "if missing), e.g. out=reports/latest."
         )
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"out={out} is not writable: the report cannot replace the files in it.")
     for parent in out.resolve().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"out={out} cannot be created: {parent} is a file.")
-            if not os.access(parent, os.W_OK):
+            if not os.access(parent, os.W_OK | os.X_OK):
                 raise ConfigError(f"out={out} cannot be created: {parent} is not writable.")
             break
+
+
+def staging_prefix(out: Path) -> str:
+    """The name prefix of ``out``'s staging folders."""
+    return f".{out.name}{STAGING_INFIX}"
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders that earlier reports into ``out`` left when they were killed.
+
+    A report holds an ``flock`` on its staging folder while it builds, so a folder whose lock is free
+    (and that is older than :data:`LOCK_GRACE_S`, the moment between creating and locking it) is a
+    leftover; one still locked belongs to a report being built now and is left alone. Where locks do
+    not work (no ``fcntl``, some network file systems) a folder counts as a leftover once it is
+    :data:`UNLOCKED_STALE_S` old. Returns what was removed.
+    """
+    parent = out.resolve().parent
+    prefix = staging_prefix(out)
+    try:
+        entries = sorted(p for p in parent.iterdir() if p.name.startswith(prefix))
+    except OSError:
+        return []  # no parent yet, or it cannot be listed: nothing of ours is there
+    removed = []
+    for entry in entries:
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            age = time.time() - entry.stat().st_mtime
+        except OSError:
+            continue
+        held = _lock_state(entry)
+        if (held is False and age >= LOCK_GRACE_S) or (held is None and age > UNLOCKED_STALE_S):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _lock(folder: Path) -> int | None:
+    """An open descriptor holding an exclusive ``flock`` on ``folder``; None where locks do not work."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _lock_state(folder: Path) -> bool | None:
+    """True when another open file holds ``folder``'s lock, False when it is free, None when unknown."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # also releases the lock just taken
+    return False
 
 
 def publish(staging: Path, out: Path) -> None:
@@ -157,22 +246,62 @@ def make_report(options: Options) -> tuple[Path, int]:
     out = options.out
     check_out(out)
     runs = load_runs(find_run_dirs(options.runs))  # every bad input is reported before anything is written
+    remove_stale_staging(out)
     parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=parent))
-    # mkdtemp makes a private (0700) directory; the published report should get the user's usual mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
+    staging: Path | None = None
+    lock: int | None = None
+    moving = False
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=parent))
+        lock = _lock(staging)  # tells a concurrent report's clean-up that this folder is in use
+        # mkdtemp makes a private (0700) directory; the published report should get the user's usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
         builder = ReportBuilder(runs, staging, options.embedding, options.progress, options.title)
         blocks = builder.build()
         write_text_atomic(staging / "report.md", to_markdown(blocks))
         write_text_atomic(staging / "report.html", to_html(blocks, staging, builder.title))
+        moving = True
         publish(staging, out)
+    except OSError as err:
+        raise ConfigError(_write_error(err, out, staging, moving)) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
     return out, len(runs)
+
+
+def _write_error(err: OSError, out: Path, staging: Path | None, moving: bool) -> str:
+    """One paragraph for a report that could not be written: the path, the reason, what to do."""
+    where = Path(err.filename) if err.filename else None
+    if where is not None and staging is not None:
+        try:  # name the file as it would have been in out, not in the deleted staging folder
+            where = out / Path(os.path.abspath(where)).relative_to(staging.resolve())
+        except ValueError:
+            pass
+    reason = err.strerror or str(err)
+    advice = {
+        errno.ENOSPC: "the disk is full: free some space",
+        errno.EDQUOT: "the disk quota is used up: free some space",
+        errno.EACCES: "permission denied: choose a folder you can write to",
+        errno.EPERM: "permission denied: choose a folder you can write to",
+        errno.EROFS: "the file system is read-only: choose another out=",
+    }.get(err.errno, "fix that")
+    at = f" at {where}" if where is not None else ""
+    state = (
+        f"The move into {out} stopped part-way, so it may hold files of both reports"
+        if moving
+        else f"Nothing was changed in {out} (an earlier report there is intact)"
+    )
+    return f"The report could not be written to out={out}: {reason}{at}. {state}; {advice} and run genssl-report again."
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds make_report, whose finally removes the staging folder
 
 
 def main() -> None:
@@ -181,11 +310,19 @@ def main() -> None:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE + "\n\n" + (__doc__ or "").strip())
         return
+    try:  # only the main thread may set handlers; elsewhere SIGTERM keeps its default
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        installed = True
+    except (AttributeError, ValueError):
+        previous, installed = None, False
     try:
         out, count = make_report(parse_args(argv))
     except GensslError as err:
         print(f"genssl: error: {err}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if installed:  # an in-process caller (the tests) gets its own handler back
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     print(f"Wrote {out / 'report.html'} and {out / 'report.md'} ({count} run{'s' * (count != 1)}).")
 
 

@@ -19,12 +19,21 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from genssl.data.torchvision_sets import DEFAULT_ROOT, open_torchvision
+from genssl.data.fashion_mnist import first_line
+from genssl.data.torchvision_sets import DEFAULT_ROOT, Layout, open_torchvision
 from genssl.data.types import ImageDataset, ImageSplit
-from genssl.errors import ConfigError, choices
+from genssl.errors import ConfigError, DataError, choices
 
 DEFAULT_FACTOR_ATTRS = ("Smiling", "Eyeglasses", "Blond_Hair", "Bangs")
 CACHE_DIR = "genssl_cache"
+CELEBA_FILES = (
+    "img_align_celeba/",
+    "list_attr_celeba.txt",
+    "identity_CelebA.txt",
+    "list_bbox_celeba.txt",
+    "list_landmarks_align_celeba.txt",
+    "list_eval_partition.txt",
+)
 
 
 def load_celeba(
@@ -46,7 +55,8 @@ def load_celeba(
     """
     from torchvision.datasets import CelebA
 
-    root = root if root is not None else DEFAULT_ROOT
+    user_root, root = root, root if root is not None else DEFAULT_ROOT
+    layout = Layout(Path(root) / "celeba", CELEBA_FILES)
     size = 64 if image_size is None else int(image_size)
     splits: dict[str, ImageSplit] = {}
     for split in ("train", "test"):
@@ -54,10 +64,12 @@ def load_celeba(
             lambda dl, split=split: CelebA(root, split=split, target_type="attr", download=dl),
             "CelebA",
             download,
-            str(Path(root) / "celeba"),
+            str(layout.directory),
             "img_align_celeba/*.jpg plus list_attr_celeba.txt, identity_CelebA.txt, "
             "list_bbox_celeba.txt, list_landmarks_align_celeba.txt and list_eval_partition.txt; "
             "downloading needs the gdown package",
+            layout,
+            user_root,
         )
         # The real attribute header ends with a space, which csv turns into an empty name.
         names = [n for n in data.attr_names if n]
@@ -86,8 +98,11 @@ def _decoded(image_dir: Path, filenames: list[str], split: str, crop: int, size:
     """All images of a split as uint8 [N, 3, size, size], from the cache when it matches."""
     cache_file = image_dir.parent / CACHE_DIR / f"{split}-crop{crop}-{size}px.pt"
     if cache and cache_file.is_file():
-        stored = torch.load(cache_file, weights_only=True)
-        if stored.get("filenames") == filenames:
+        try:
+            stored = torch.load(cache_file, weights_only=True)
+        except Exception:  # noqa: BLE001 - a cache cut short (a killed run): decode again and rewrite it
+            stored = {}
+        if isinstance(stored, dict) and stored.get("filenames") == filenames:
             return stored["images"]
     images = np.empty((len(filenames), size, size, 3), dtype=np.uint8)
 
@@ -107,15 +122,27 @@ def _decoded(image_dir: Path, filenames: list[str], split: str, crop: int, size:
             pass
     result = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     if cache:
+        tmp = cache_file.with_name(cache_file.name + ".tmp")
         try:
             cache_file.parent.mkdir(exist_ok=True)
-            torch.save({"filenames": filenames, "images": result}, cache_file)
+            torch.save({"filenames": filenames, "images": result}, tmp)
+            os.replace(tmp, cache_file)  # a killed run leaves no half-written cache
         except OSError:
-            pass  # a read-only data directory only costs the decoding time next run
+            tmp.unlink(missing_ok=True)  # a read-only or full data directory only costs decoding time
     return result
 
 
 def _prepare(path: Path, crop: int, size: int) -> np.ndarray:
+    try:
+        return _crop_resize(path, crop, size)
+    except (OSError, ValueError, SyntaxError) as exc:  # missing, unreadable, truncated or not an image
+        raise DataError(
+            f"CelebA image {path} cannot be read ({first_line(exc)}): list_eval_partition.txt names it, so "
+            f"{path.parent} must hold it as an intact JPEG. Restore it from img_align_celeba.zip."
+        ) from None
+
+
+def _crop_resize(path: Path, crop: int, size: int) -> np.ndarray:
     with Image.open(path) as image:
         image = image.convert("RGB")
         width, height = image.size

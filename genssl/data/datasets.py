@@ -72,7 +72,10 @@ def load_dataset(
 
     Args:
         name: one of :data:`DATASETS`.
-        root: directory holding the data (dataset-specific layout; see each loader).
+        root: directory holding the data (dataset-specific layout; see each loader). When given,
+            only that directory is used: a missing one, or one without (all of) the dataset's files,
+            is a :class:`DataError` saying what was expected and found, never a quiet fall-back to
+            a system copy. ``None`` keeps each loader's default search (and download).
         train_subset, test_subset: keep a random subset of this many images, drawn from ``seed``.
             ``train_subset`` is drawn from the long-tailed training split when ``long_tail`` is set.
         seed: the run seed; it only chooses subsets (including the long-tailed one and its class
@@ -89,6 +92,9 @@ def load_dataset(
             full training split, before ``train_subset`` and the resize; style factors are drawn
             before it, so an image keeps its style.
         options: dataset-specific keyword arguments (see :func:`dataset_options`).
+
+    Raises :class:`DataError` when a split's labels are not integers in ``[0, num_classes)`` or
+    not one per image (checked straight after loading, for every dataset).
     """
     valid = dataset_options(name)
     unknown = sorted(set(options) - set(valid))
@@ -111,6 +117,8 @@ def load_dataset(
     kwargs = {k: v for k, v in common.items() if k in params}
     kwargs.update({k: to_plain(v) for k, v in options.items()})
     dataset = loader(**kwargs)
+    # Before anything indexes by label (long tail, probes): a bad label fails here, named.
+    dataset.check_labels(f", data.root={root}" if root is not None and "root" in params else "")
     if styled:
         # Factors for the full splits before subsetting, so an image's style does not depend on
         # the run seed's subset; rendered after the resize, at the final size.

@@ -8,6 +8,7 @@ codes are cheap to support and make a truncated or foreign file fail with a clea
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,12 @@ def read_idx(path: str | Path) -> torch.Tensor:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"Cannot read the IDX file {path}: {exc}.") from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        # A gzip file cut short raises EOFError, damaged deflate data zlib.error, a bad header OSError.
+        raise DataError(
+            f"Cannot read the IDX file {path} ({type(exc).__name__}: {exc}); it is probably truncated or "
+            "corrupt: replace it with an intact copy."
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataError(
             f"{path} is not an IDX file (it should start with two zero bytes and a type code); "

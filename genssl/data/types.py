@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from genssl.errors import ShapeError
+from genssl.errors import DataError, ShapeError
 
 FACTOR_KINDS: tuple[str, ...] = ("continuous", "discrete")
 
@@ -64,6 +64,20 @@ class ImageDataset:
         """Height (= width) of every image in pixels."""
         return int(self.train.images.shape[2])
 
+    def check_labels(self, source: str = "") -> ImageDataset:
+        """Check that each split has one integer label in ``[0, num_classes)`` per image.
+
+        Raises :class:`DataError` naming the dataset, the split (and ``source``, where the data came
+        from) and the first bad value: a half-written label file or a user's own data would otherwise
+        crash deep inside the probes.
+        """
+        k = self.num_classes
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise DataError(f"Dataset '{self.name}'{source} declares num_classes={k!r}; it must be a positive integer.")
+        for split_name, split in (("train", self.train), ("test", self.test)):
+            _check_labels(f"Dataset '{self.name}' ({split_name} split{source})", split, k)
+        return self
+
     def validate(self) -> ImageDataset:
         """Check the layout contract; raise :class:`ShapeError` naming the first violation."""
         for split_name, split in (("train", self.train), ("test", self.test)):
@@ -79,6 +93,43 @@ class ImageDataset:
                 f"{len(self.class_names)}: {self.class_names}."
             )
         return self
+
+
+def _check_labels(where: str, split: ImageSplit, num_classes: int) -> None:
+    images, labels = split.images, split.labels
+    if not isinstance(labels, torch.Tensor) or not isinstance(images, torch.Tensor):
+        raise DataError(
+            f"{where} holds images of type {type(images).__name__} and labels of type "
+            f"{type(labels).__name__}; expected tensors."
+        )
+    if labels.dim() != 1 or images.dim() < 1 or labels.shape[0] != images.shape[0]:
+        raise DataError(
+            f"{where} has {images.shape[0] if images.dim() else 0} images but labels of shape "
+            f"{tuple(labels.shape)}; expected one label per image, [{images.shape[0] if images.dim() else 0}] "
+            "(a truncated or mismatched label file?)."
+        )
+    if labels.numel() == 0:
+        return
+    valid = f"labels must be integers from 0 to {num_classes - 1} (num_classes={num_classes})"
+    if labels.dtype == torch.bool or labels.is_complex():
+        raise DataError(f"{where} has labels of dtype {labels.dtype}; {valid}.")
+    if labels.is_floating_point():
+        bad = ~torch.isfinite(labels) | (labels != labels.round())
+        if bad.any():
+            index = int(bad.nonzero()[0, 0])
+            raise DataError(
+                f"{where} has label {labels[index].item()!r} at index {index}, not an integer "
+                f"({int(bad.sum())} of {labels.numel()} labels); {valid}."
+            )
+    outside = (labels < 0) | (labels >= num_classes)
+    if outside.any():
+        index = int(outside.nonzero()[0, 0])
+        value = labels[index].item()
+        value = int(value) if float(value).is_integer() else value
+        raise DataError(
+            f"{where} has label {value} at index {index} ({int(outside.sum())} of {labels.numel()} labels "
+            f"outside the range, from {labels.min().item():g} to {labels.max().item():g}); {valid}."
+        )
 
 
 def _check_split(name: str, split_name: str, split: ImageSplit, kinds: dict[str, str]) -> None:

@@ -2,9 +2,10 @@
 
 A run directory is any directory that holds ``metrics.json`` (written by ``genssl-train`` /
 ``genssl-eval``). Everything else in it is optional: ``metrics.jsonl`` (training curve),
-``.hydra/config.yaml``, ``eval/embedding.npz`` and the generative ``eval/*.png`` images. Only a missing or
-unreadable ``metrics.json`` is an error; a damaged optional file is skipped with a warning, so one bad
-run never stops a report over a sweep.
+``.hydra/config.yaml``, ``eval/embedding.npz`` and the generative ``eval/*.png`` images. Only a missing,
+unreadable or corrupt ``metrics.json``, or one with a value that breaks the metrics contract (see
+:func:`check_metrics`), is an error; a damaged optional file is skipped with a warning, so one bad run
+never stops a report over a sweep.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def load_run(path: Path) -> Run:
             f"{metrics_path} holds a JSON {type(metrics).__name__}, not the object genssl-eval "
             'writes ({"method": ..., "data": ..., "content": {...}}).'
         )
+    check_metrics(metrics, metrics_path)
     config = _load_config(path)
     method = metrics.get("method") or config.get("method", {}).get("name")
     data = metrics.get("data") or config.get("data", {}).get("name")
@@ -190,6 +192,153 @@ def load_run(path: Path) -> Run:
     if (path / "eval" / "embedding.npz").is_file():
         run.embedding_path = path / "eval" / "embedding.npz"
     return run
+
+
+# --- the metrics.json contract --------------------------------------------------------------------
+# Every key is optional (a run evaluated with eval.style.enabled=false has no style block, one with the
+# evaluation off has only method, data, seed and train), but a key that is there must have its type
+# and range: a report over a value of the wrong type would be wrong without saying so. NaN, which
+# Python's json writes for a score that could not be computed, counts as null.
+_SCORE = (0.0, 1.0)  # accuracies, NMI, DCI, MIG
+_CONTENT_RANGES: dict[str, tuple[float, float]] = {
+    "linear": _SCORE,
+    "knn": _SCORE,
+    "mlp": _SCORE,
+    "linear_10": _SCORE,
+    "linear_100": _SCORE,
+    "gmm_acc": _SCORE,
+    "nmi": _SCORE,
+    "ari": (-1.0, 1.0),
+}
+_STYLE_RANGES = {"r2": (-math.inf, 1.0), "acc": _SCORE}  # R² has no lower bound
+_TRAIN_COUNTS = ("epochs", "steps")
+_TRAIN_NUMBERS = ("seconds", "wall_seconds", "samples_per_s")
+_DCI_KEYS = ("disentanglement", "completeness", "informativeness")
+_TOLERANCE = 1e-6  # float round-off at the ends of a range
+
+
+class _BadValue(Exception):
+    """One key of metrics.json breaks the contract: ``key`` (dotted), its ``value``, what it ``expected``."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        super().__init__(key)
+        self.key, self.value, self.expected = key, value, expected
+
+
+def check_metrics(metrics: dict[str, Any], metrics_path: Path) -> None:
+    """Raise :class:`DataError` naming the file, the key and the value of the first entry of a run's
+    ``metrics.json`` that breaks the contract (see :func:`_check_block` for the metric blocks)."""
+    try:
+        for key in ("method", "data"):
+            if metrics.get(key) is not None and not isinstance(metrics[key], str):
+                raise _BadValue(key, metrics[key], "a name (a string) or null")
+        seed = metrics.get("seed")
+        if seed is not None and not _is_integer(seed):
+            raise _BadValue("seed", seed, "an integer or null")
+        _check_block(metrics, "")
+        _check_train(metrics.get("train"))
+        baseline = metrics.get("baseline")
+        if baseline is not None:
+            if not isinstance(baseline, dict):
+                raise _BadValue("baseline", baseline, "an object with the run's own metric keys (content, ...) or null")
+            _check_block(baseline, "baseline.")
+    except _BadValue as bad:
+        text = json.dumps(bad.value) if _jsonable(bad.value) else repr(bad.value)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise DataError(
+            f"{metrics_path} has '{bad.key}': {text} ({_kind(bad.value)}), but '{bad.key}' must be "
+            f"{bad.expected}. Re-run genssl-eval run_dir={metrics_path.parent} to rewrite the file, or leave "
+            "that run out of runs=[...]."
+        ) from None
+
+
+def _check_block(block: dict[str, Any], prefix: str) -> None:
+    """The metric keys of a run (``prefix`` "") or of its baseline ("baseline.")."""
+    content = _mapping(block, "content", prefix, "an object of content scores")
+    for key, value in content.items():
+        low, high = _CONTENT_RANGES.get(key, _SCORE if key.startswith("linear_") else (-math.inf, math.inf))
+        _number(value, f"{prefix}content.{key}", low, high)
+    style = _mapping(block, "style", prefix, "an object of style factors, each {metric, linear, mlp}")
+    for factor, probe in style.items():
+        where = f"{prefix}style.{factor}"
+        if not isinstance(probe, dict):
+            raise _BadValue(where, probe, 'an object {"metric": "r2" or "acc", "linear": <score>, "mlp": <score>}')
+        metric = probe.get("metric")
+        if metric not in _STYLE_RANGES:
+            raise _BadValue(f"{where}.metric", metric, "'r2' (a continuous factor) or 'acc' (a discrete one)")
+        low, high = _STYLE_RANGES[metric]
+        for key in ("linear", "mlp"):
+            _number(probe.get(key), f"{where}.{key}", low, high)
+        if probe.get("skipped") is not None and not isinstance(probe["skipped"], str):
+            raise _BadValue(f"{where}.skipped", probe["skipped"], "the reason the factor was skipped (a string)")
+    _number(block.get("style_mean"), f"{prefix}style_mean", -math.inf, 1.0)
+    _number(block.get("rank_me"), f"{prefix}rank_me", 0.0, math.inf)
+    dci = _mapping(block, "dci", prefix, "an object {disentanglement, completeness, informativeness, ...}")
+    for key in _DCI_KEYS:
+        _number(dci.get(key), f"{prefix}dci.{key}", *_SCORE)
+    _number(block.get("mig"), f"{prefix}mig", *_SCORE)
+    _number(block.get("elbo"), f"{prefix}elbo", -math.inf, math.inf)
+
+
+def _check_train(train: Any) -> None:
+    if train is None:
+        return
+    if not isinstance(train, dict):
+        raise _BadValue("train", train, "an object {epochs, steps, seconds, wall_seconds, samples_per_s} or null")
+    for key in _TRAIN_COUNTS:
+        value = train.get(key)
+        if value is not None and not (_is_integer(value) and value >= 0):
+            raise _BadValue(f"train.{key}", value, "a non-negative integer or null")
+    for key in _TRAIN_NUMBERS:
+        _number(train.get(key), f"train.{key}", 0.0, math.inf)
+
+
+def _mapping(block: dict[str, Any], key: str, prefix: str, expected: str) -> dict[str, Any]:
+    value = block.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _BadValue(prefix + key, value, f"{expected} or null")
+    return value
+
+
+def _number(value: Any, key: str, low: float, high: float) -> None:
+    """``value`` must be null, NaN or a number from ``low`` to ``high``."""
+    if value is None:
+        return
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        if math.isnan(value) or low - _TOLERANCE <= value <= high + _TOLERANCE:
+            return
+    raise _BadValue(key, value, _range_text(low, high))
+
+
+def _range_text(low: float, high: float) -> str:
+    if math.isinf(low) and math.isinf(high):
+        return "a finite number or null"
+    if math.isinf(low):
+        return f"a number of at most {high:g} or null"
+    if math.isinf(high):
+        return f"a number of at least {low:g} or null"
+    return f"a number from {low:g} to {high:g} or null"
+
+
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _metric_blocks(metrics: dict[str, Any]) -> dict[str, Any]:
