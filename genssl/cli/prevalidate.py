@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from genssl.cli import rundirs
+from genssl.cli.command import Command
 from genssl.cli.overrides import group_directories
 from genssl.cli.schema import validate
 from genssl.errors import ConfigError, GensslError
@@ -31,25 +31,6 @@ from genssl.errors import ConfigError, GensslError
 # Hydra's own flags; those that take a value consume the next argument unless written flag=value.
 VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--package", "-p",
                "--experimental-rerun", "--cfg", "-c", "--info", "-i", "--shell-completion"}  # fmt: skip
-# Flags that print something and train nothing: the command goes to Hydra unchecked.
-INSPECT = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
-
-
-@dataclass
-class Command:
-    """A split command line: Hydra's flags, the config overrides, and where to look for configs."""
-
-    flags: list[str] = field(default_factory=list)
-    overrides: list[str] = field(default_factory=list)
-    config_dirs: list[Path] = field(default_factory=list)
-
-    @property
-    def multirun(self) -> bool:
-        return any(f in ("-m", "--multirun") for f in self.flags)
-
-    @property
-    def inspects(self) -> bool:
-        return any(f.partition("=")[0] in INSPECT for f in self.flags)
 
 
 def split(argv: Sequence[str]) -> Command:

@@ -12,17 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyro
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from genssl.cli.command import Command
 from genssl.errors import ConfigError, DataError
 from genssl.runfiles import checkpoint_config, read_checkpoint
-
-if TYPE_CHECKING:
-    from genssl.cli.prevalidate import Command
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 

@@ -113,6 +113,10 @@ def load_dataset(
         raise ConfigError(f"data.image_size must be a positive integer or null, got {image_size}.")
     loader = _LOADERS[name]
     params = inspect.signature(loader).parameters
+    if root is not None and "root" not in params:
+        raise ConfigError(
+            f"data.root={root} is not used by '{name}', which needs no files (it is built in): drop data.root."
+        )
     common = {"root": root, "download": download, "image_size": image_size}
     kwargs = {k: v for k, v in common.items() if k in params}
     kwargs.update({k: to_plain(v) for k, v in options.items()})
