@@ -271,3 +271,203 @@ def test_runs_on_cuda_with_a_cuda_generator(images):
     assert a.is_cuda and all(v.is_cuda for v in pa.values()) and torch.equal(a, b)
     with pytest.raises(ConfigError, match="Generator"):
         augment(cuda, gen(0))
+
+
+# --- The batched fast path against the previous implementation -------------------------------
+#
+# A compact copy of the code path before the planar rewrite (affine_grid + grid_sample over every
+# view, the jitter computed for all views and blended with torch.where, the HSV round trip for hue,
+# a grouped convolution for blur). Same draws from the same generator in the same order, so the
+# recorded parameters must be identical and the views equal to float round-off.
+
+
+def _old_grey(x):
+    return x if x.shape[1] == 1 else (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def _old_hue(x, shift):
+    hue, sat, val = colour.rgb_to_hsv(x).unbind(dim=1)
+    hue = (hue + shift.view(-1, 1, 1)) % 1.0
+    return colour.hsv_to_rgb(torch.stack((hue, sat, val), dim=1))
+
+
+def _old_blur(x, sigma, kernel_size):
+    n, c, h, w = x.shape
+    radius = kernel_size // 2
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2.0 * sigma.clamp(min=1e-6).view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
+    y = torch.nn.functional.pad(x.reshape(1, n * c, h, w), (radius, radius, 0, 0), mode="reflect")
+    y = torch.nn.functional.conv2d(y, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
+    y = torch.nn.functional.pad(y, (0, 0, radius, radius), mode="reflect")
+    y = torch.nn.functional.conv2d(y, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
+    return y.view(n, c, h, w).clamp(0.0, 1.0)
+
+
+def _old_augment(aug, images, generator):
+    """MultiViewAugment.forward as it was, from the module's validated options."""
+    from genssl.data.augment import _sample_crop, to_unit_float
+
+    F = torch.nn.functional
+    b, c = images.shape[:2]
+    j, size, rgb = aug.num_views, aug.image_size, images.shape[1] == 3
+    n = b * j
+    x = to_unit_float(images)
+    x = x.unsqueeze(1).expand(b, j, *x.shape[1:]).reshape(-1, *x.shape[1:])
+
+    class Draw:
+        def rand(self, *extra):
+            return torch.rand(n, *extra, generator=generator)
+
+        def uniform(self, low, high, *extra):
+            return low + (high - low) * self.rand(*extra)
+
+        def bernoulli(self, p):
+            return (self.rand() < p).float()
+
+    draw, params = Draw(), {}
+    if aug.geometric:
+        one = torch.ones(n)
+        width, height, cx, cy = one, one, 0.5 * one, 0.5 * one
+        if aug.crop is not None:
+            width, height, cx, cy = _sample_crop(draw, aug.crop["scale"], aug.crop["ratio"])
+            params.update(crop_scale=width * height, crop_aspect=width / height, crop_x=cx, crop_y=cy)
+        flip_x, flip_y = one, one
+        if aug.hflip > 0:
+            params["hflip"] = draw.bernoulli(aug.hflip)
+            flip_x = 1.0 - 2.0 * params["hflip"]
+        if aug.vflip > 0:
+            params["vflip"] = draw.bernoulli(aug.vflip)
+            flip_y = 1.0 - 2.0 * params["vflip"]
+        angle = torch.zeros(n)
+        if aug.rotation is not None:
+            chosen = draw.bernoulli(aug.rotation["p"])
+            angle = params["rotation"] = chosen * draw.uniform(-aug.rotation["degrees"], aug.rotation["degrees"])
+        t = torch.deg2rad(angle)
+        cos, sin = torch.cos(t), torch.sin(t)
+        theta = torch.stack(
+            (
+                torch.stack((width * flip_x * cos, -width * flip_x * sin, 2.0 * cx - 1.0), dim=-1),
+                torch.stack((height * flip_y * sin, height * flip_y * cos, 2.0 * cy - 1.0), dim=-1),
+            ),
+            dim=-2,
+        )
+        grid = F.affine_grid(theta, [n, c, size, size], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    elif x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if aug.color_jitter is not None:
+        cfg = aug.color_jitter
+        chosen = draw.bernoulli(cfg["p"])
+        jittered = x
+        f = lambda v: v.view(-1, 1, 1, 1)
+        steps = [
+            ("brightness", lambda y, k: (y * f(k)).clamp(0, 1)),
+            ("contrast", lambda y, k: (f(k) * y + (1 - f(k)) * _old_grey(y).mean((1, 2, 3), keepdim=True)).clamp(0, 1)),
+        ]
+        if rgb:
+            steps.append(("saturation", lambda y, k: (f(k) * y + (1 - f(k)) * _old_grey(y)).clamp(0, 1)))
+        for name, adjust in steps:
+            if cfg[name] > 0:
+                factor = draw.uniform(max(0.0, 1.0 - cfg[name]), 1.0 + cfg[name])
+                params[name] = torch.where(chosen > 0, factor, torch.ones_like(factor))
+                jittered = adjust(jittered, params[name])
+        if rgb and cfg["hue"] > 0:
+            params["hue"] = chosen * draw.uniform(-cfg["hue"], cfg["hue"])
+            jittered = _old_hue(jittered, params["hue"])
+        x = torch.where(chosen.bool().view(-1, 1, 1, 1), jittered, x)
+    if aug.grayscale > 0 and rgb:
+        params["grayscale"] = draw.bernoulli(aug.grayscale)
+        x = torch.where(params["grayscale"].bool().view(-1, 1, 1, 1), _old_grey(x).expand_as(x), x)
+    if aug.blur is not None:
+        chosen = draw.bernoulli(aug.blur["p"])
+        params["blur_sigma"] = chosen * draw.uniform(*aug.blur["sigma"])
+        kernel = min(aug.blur["kernel_size"], size - 1 if size % 2 == 0 else size - 2)
+        if kernel >= 3:
+            x = _old_blur(x, params["blur_sigma"], kernel)
+    views = x.clamp(0.0, 1.0).reshape(b, j, c, size, size)
+    return views, {k: v.reshape(b, j) for k, v in params.items()}
+
+
+def _config(name, **extra):
+    from pathlib import Path
+
+    import yaml
+
+    import genssl.configs
+
+    path = Path(genssl.configs.__file__).parent / "data" / "augment" / f"{name}.yaml"
+    return {**yaml.safe_load(path.read_text()), **extra}
+
+
+SIMCLR_BLUR = {"p": 0.5, "sigma": [0.1, 2.0], "kernel_size": 3}
+NO_ROTATION = {k: v for k, v in FULL.items() if k != "rotation"}
+# (options, channels, input side, output side): the two benchmarked pipelines first.
+PREVIOUS_CASES = {
+    "fashion": (_config("fashion"), 1, 28, 28),
+    "colour": (_config("colour"), 3, 32, 32),
+    "simclr": (_config("colour", blur=SIMCLR_BLUR), 3, 32, 32),
+    "full": (FULL, 3, 20, 20),
+    "full-grey": (FULL, 1, 16, 16),
+    "no-rotation": (NO_ROTATION, 3, 24, 24),
+    "resampled": (NO_ROTATION, 3, 12, 16),
+    "extreme-crops": ({"crop": {"scale": [0.02, 1.0], "ratio": [0.2, 5.0]}, "vflip": 0.5}, 1, 10, 7),
+    "all-jittered": ({"color_jitter": {"p": 1.0, "saturation": 0.5, "hue": 0.5}, "grayscale": 1.0}, 3, 8, 8),
+    "none": ({}, 3, 8, 8),
+}
+
+
+@pytest.mark.parametrize("gather", [True, False], ids=["gathered", "blended"])
+@pytest.mark.parametrize("case", list(PREVIOUS_CASES))
+def test_same_views_and_parameters_as_the_previous_implementation(case, gather, monkeypatch):
+    from genssl.data import augment as augment_module
+
+    if not gather:  # the path taken on GPUs: every view computed, then blended
+        monkeypatch.setattr(augment_module, "_GATHER_ON", ())
+    options, channels, side, size = PREVIOUS_CASES[case]
+    augment = build_augment(options, 2, size)
+    for seed, dtype in ((0, torch.uint8), (1, torch.uint8), (2, torch.float64)):
+        x = torch.rand(24, channels, side, side, generator=gen(100 + seed))
+        x[:3] = x[:3, :1]  # grey pixels: ties in every channel, zero saturation
+        x[3, :, :4] = 0.0
+        x = (x * 255).round().to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
+        views, params = augment(x, gen(seed))
+        old_views, old_params = _old_augment(augment, x, gen(seed))
+        assert params.keys() == old_params.keys()
+        for name in params:
+            assert torch.equal(params[name], old_params[name]), name
+        assert views.shape == old_views.shape and views.is_contiguous()
+        assert (views - old_views).abs().max() < 1e-5, (case, seed)
+
+
+def test_repeated_calls_reuse_no_state(images):
+    """Kept temporaries never leak into results: other batch sizes in between, a fresh module, copies."""
+    import copy
+    import pickle
+
+    options = PREVIOUS_CASES["simclr"][0]
+    augment = build_augment(options, 2, 32)
+    first, first_params = augment(images, gen(3))
+    kept = first.clone()
+    augment(images[:5], gen(4))
+    augment(torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8), gen(5))
+    again, _ = augment(images, gen(3))
+    fresh, fresh_params = build_augment(options, 2, 32)(images, gen(3))
+    assert torch.equal(first, kept) and torch.equal(again, first) and torch.equal(fresh, first)
+    assert all(torch.equal(first_params[k], fresh_params[k]) for k in first_params)
+    for clone in (copy.deepcopy(augment), pickle.loads(pickle.dumps(augment))):
+        assert clone._scratch == {}
+        assert torch.equal(clone(images, gen(3))[0], first)
+
+
+def test_planar_hue_and_blur_match_the_hsv_round_trip_and_the_convolution():
+    x = torch.rand(40, 3, 9, 9, generator=gen(0))
+    x[:4] = x[:4, :1]
+    x[4:8, 0] = x[4:8, 1]  # ties between the largest channels
+    x[8:10] = 0.0
+    shift = torch.rand(40, generator=gen(1)) - 0.5
+    assert (colour.adjust_hue(x, shift) - _old_hue(x, shift)).abs().max() < 2e-6
+    sigma = 0.1 + 3 * torch.rand(40, generator=gen(2))
+    sigma[:5] = 0.0
+    for kernel in (3, 7):
+        assert (colour.gaussian_blur(x, sigma, kernel) - _old_blur(x, sigma, kernel)).abs().max() < 1e-6
