@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from genssl.data.celeba import load_celeba
 from genssl.data.digits import load_digits
 from genssl.data.fashion_mnist import load_fashion_mnist
+from genssl.data.image_folder import load_image_folder
 from genssl.data.plain import to_plain
 from genssl.data.shapes import load_shapes
 from genssl.data.styled import attach_style_factors, render_styled_split, require_grey
@@ -36,11 +37,14 @@ _LOADERS: dict[str, Callable[..., ImageDataset]] = {
     "stl10": load_stl10,
     "digits": load_digits,
     "shapes": load_shapes,
+    "image_folder": load_image_folder,
 }
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
 # Native channel counts of the colour datasets, so that styled=true fails before a possibly
 # missing download rather than after it (any other dataset is checked once loaded).
 _COLOUR = {"cifar10": 3, "celeba": 3, "stl10": 3, "shapes": 3}
+# Datasets read from files on access (LazyImages): nothing is rendered or resized in memory.
+_LAZY = ("image_folder",)
 
 # Arguments load_dataset itself hands to loaders that accept them; the rest of a loader's
 # keyword arguments are its dataset-specific options.
@@ -107,6 +111,11 @@ def load_dataset(
         raise ConfigError(f"data.styled must be true or false, got {styled!r}.")
     if styled and name in _COLOUR:
         require_grey(name, _COLOUR[name])
+    if styled and name in _LAZY:
+        raise ConfigError(
+            f"data.styled=true renders every image in memory, but '{name}' decodes its images from files "
+            "on access; set data.styled=false."
+        )
     if long_tail is not None:
         _check_long_tail(long_tail)  # before a possibly long load; the upper bound needs the data
     if image_size is not None and int(image_size) < 1:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from genssl.data.streaming import LazyImages
 from genssl.errors import DataError, ShapeError
 
 FACTOR_KINDS: tuple[str, ...] = ("continuous", "discrete")
@@ -21,7 +22,8 @@ class ImageSplit:
     """One split of a dataset.
 
     Attributes:
-        images: uint8 ``[N, C, H, W]``, CPU, contiguous.
+        images: uint8 ``[N, C, H, W]``, CPU, contiguous; or a :class:`LazyImages` over image files
+            (decoded on access, for data that does not fit in memory).
         labels: int64 ``[N]``, the content class.
         factors: ground-truth style factors, each ``[N]``: float32 when continuous, int64 when
             discrete; empty when the dataset has none.
@@ -36,8 +38,9 @@ class ImageSplit:
 
     def select(self, index: torch.Tensor) -> ImageSplit:
         """The images at ``index`` (an int64 tensor), with their labels and factors."""
+        lazy = isinstance(self.images, LazyImages)  # files decoded on access: select the files
         return ImageSplit(
-            images=self.images[index].contiguous(),
+            images=self.images.select(index) if lazy else self.images[index].contiguous(),
             labels=self.labels[index].contiguous(),
             factors={k: v[index].contiguous() for k, v in self.factors.items()},
         )
@@ -97,7 +100,7 @@ class ImageDataset:
 
 def _check_labels(where: str, split: ImageSplit, num_classes: int) -> None:
     images, labels = split.images, split.labels
-    if not isinstance(labels, torch.Tensor) or not isinstance(images, torch.Tensor):
+    if not isinstance(labels, torch.Tensor) or not isinstance(images, (torch.Tensor, LazyImages)):
         raise DataError(
             f"{where} holds images of type {type(images).__name__} and labels of type "
             f"{type(labels).__name__}; expected tensors."
