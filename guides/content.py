@@ -28,6 +28,7 @@ from pyro import poutine
 
 from genssl.guides.base import EncoderGuide
 from genssl.objectives import sinkhorn_knopp
+from genssl.objectives.gather import gather, local_slice
 from genssl.prior_contract import prior_class_log_probs, run_prior_global_guide, run_prior_guide
 
 ClassLogProbs = Callable[[], "torch.Tensor | None"]
@@ -89,11 +90,12 @@ class SinkhornCodes(_Codes):
         self.iterations, self.epsilon = int(iterations), float(epsilon)
 
     def probs(self, sites: dict[str, torch.Tensor]) -> torch.Tensor:
-        scores = sites[self.site].detach()
+        # Sinkhorn normalises over the batch: the global one in a distributed run, then this rank's rows.
+        scores = gather(sites[self.site].detach())
         log_pi = self.class_log_probs()
         log_pi = None if log_pi is None else log_pi.detach().to(scores.device)
         codes = [sinkhorn_knopp(scores[:, a], self.iterations, self.epsilon, log_pi) for a in range(scores.shape[1])]
-        return torch.stack(codes)
+        return local_slice(torch.stack(codes), dim=1)
 
 
 class TeacherCodes(_Codes):

@@ -17,6 +17,7 @@ from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, output_w
 from genssl.nets.directpred import DirectPredictor
 from genssl.nets.ema import ema_momentum, ema_update, frozen_copy
 from genssl.nets.heads import projection_head
+from genssl.objectives.gather import gather
 
 TARGETS = ("ema", "stopgrad")
 PREDICTORS = ("mlp", "directpred")
@@ -78,7 +79,7 @@ class DistillationGuide(EncoderGuide):
     def embeddings(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.online.embed(views)
         if isinstance(self.predictor, DirectPredictor) and self.training:
-            self.predictor.observe(z.flatten(0, 1))
+            self.predictor.observe(gather(z.flatten(0, 1).detach()))  # F̂ of the global batch: same on every rank
         prediction = self.predictor(z.flatten(0, 1)).unflatten(0, z.shape[:2])
         if self.target_kind == "ema":
             with torch.no_grad():

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from genssl.guides.base import EncoderGuide
 from genssl.guides.delta_encoder import DeltaEncoderGuide, embed_views, output_width, sample_point_sites
 from genssl.nets.ema import ema_momentum, ema_update, frozen_copy
+from genssl.objectives.gather import mean_over_ranks_
 
 
 class PrototypeScores(nn.Module):
@@ -77,6 +78,7 @@ class PrototypeGuide(EncoderGuide):
             with torch.no_grad():
                 scores = embed_views(teacher["encoder"], teacher["head"], views)
                 self.batch_centre.copy_(scores.mean(dim=(0, 1)))
+                mean_over_ranks_(self.batch_centre)  # the centre stays the same on every rank
                 sites["teacher_probs"] = F.softmax((scores - self.centre) / self.teacher_temp, dim=-1)
         return sites
 

@@ -36,6 +36,7 @@ from pyro.distributions import TorchDistribution, constraints
 
 from genssl.models.distributions import broadcast, sample_vmf
 from genssl.objectives import cross_correlation
+from genssl.objectives.gather import gather
 
 EMPTY = torch.Size()
 SPACES = ("sphere", "euclidean", "classes")
@@ -172,17 +173,20 @@ class CrossCorrelationViews(ViewsGivenContent):
         self.eps = float(eps)
 
     def pairwise(self, value: torch.Tensor) -> torch.Tensor:
-        z = _values(value).expand(*self.y.shape[:-2], *value.shape[-3:])  # [..., A, B, J, w]
-        a_count, batch = self.y.shape[-3], self.y.shape[-2]
+        # The batch statistics are the global batch's in a distributed run (genssl.objectives.gather).
+        local_batch = self.y.shape[-2]
+        y = gather(self.y, dim=-2)  # [..., A, B, d]
+        z = gather(_values(value), dim=-3)  # [..., 1 or A, B, J, w]
+        z = z.expand(*y.shape[:-2], *z.shape[-3:])  # [..., A, B, J, w]
         scores = []
-        for a in range(a_count):
+        for a in range(y.shape[-3]):
             row = []
             for j in range(self.num_views):
-                c = cross_correlation(self.y[..., a, :, :], z[..., a, :, j, :], eps=self.eps)
+                c = cross_correlation(y[..., a, :, :], z[..., a, :, j, :], eps=self.eps)
                 row.append(-(1.0 - torch.diagonal(c, dim1=-2, dim2=-1)).pow(2).sum(-1))
             scores.append(torch.stack(row, -1))
         per_anchor = torch.stack(scores, -2)  # [..., A, J]
-        return per_anchor.unsqueeze(-2).expand(*per_anchor.shape[:-1], batch, self.num_views)
+        return per_anchor.unsqueeze(-2).expand(*per_anchor.shape[:-1], local_batch, self.num_views)
 
 
 class CategoricalViews(ViewsGivenContent):

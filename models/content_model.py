@@ -27,7 +27,7 @@ from torch import nn
 
 from genssl.models.conditionals import ViewConditional
 from genssl.models.distributions import FlatBaseMeasure
-from genssl.models.view_model import Term, enter_terms
+from genssl.models.view_model import Term, enter_terms, global_batch
 from genssl.prior_contract import prior_class_log_probs, run_prior_globals
 
 Prior = Callable[[int, int], torch.Tensor]
@@ -88,7 +88,7 @@ class ContentViewModel(nn.Module):
                 sites["class_log_probs"] = log_pi
         # The factors read only the embeddings, so they come before y (enumeration then sees no dependency).
         if not samplable:
-            enter_terms(self.factors, sites)
+            enter_terms(self.factors, global_batch(sites))
         with images, poutine.scale(scale=1.0 / batch):
             with pyro.plate("anchors", anchors, dim=-2), poutine.scale(scale=1.0 / anchors):
                 prior = config_enumerate(self.prior, default="parallel") if self.enumerate_prior else self.prior
@@ -100,4 +100,4 @@ class ContentViewModel(nn.Module):
                 else:
                     pyro.factor("view_conditional", given.log_prob(sites[scored]))
         if samplable:
-            enter_terms(self.factors, sites)
+            enter_terms(self.factors, global_batch(sites))

@@ -35,7 +35,7 @@ from pyro.distributions import constraints
 from torch import nn
 
 from genssl.errors import ConfigError
-from genssl.models.view_model import Sites, Term, enter_terms
+from genssl.models.view_model import Sites, Term, enter_terms, global_batch
 from genssl.nets.masking import patch_targets
 from genssl.nets.vit import MaskedPatchDecoder
 from genssl.objectives import gram_mean_square, total_coding_rate
@@ -142,4 +142,4 @@ class MaskedPatchModel(nn.Module):
             with poutine.scale(scale=1.0 / hidden_values):
                 pyro.sample("patches", likelihood.to_event(3), obs=target)
         sites = {"mask": mask, "cls": cls, "tokens": tokens}
-        enter_terms(self.terms, sites)
+        enter_terms(self.terms, global_batch(sites))

@@ -24,6 +24,7 @@ from pyro.distributions import constraints
 from torch import nn
 
 from genssl.models.conditionals import ContentSpec
+from genssl.objectives.gather import gather
 
 Sites = Mapping[str, torch.Tensor]
 Term = Callable[[Sites], torch.Tensor]
@@ -40,6 +41,12 @@ class ObjectiveTerms(dict):
     def __init__(self, terms: Mapping[str, Term], content: ContentSpec | None = None) -> None:
         super().__init__(terms)
         self.content = content
+
+
+def global_batch(sites: Sites) -> dict[str, torch.Tensor]:
+    """The sites of every process's images (batch dimension first), for terms that couple the batch; the
+    content latent and the class marginal are left as they are (see :mod:`genssl.objectives.gather`)."""
+    return {k: v if k in ("y", "class_log_probs") else gather(v) for k, v in sites.items()}
 
 
 def enter_terms(terms: Mapping[str, Term], sites: Sites) -> None:
@@ -77,4 +84,4 @@ class ViewModel(nn.Module):
             for name, dim in self.site_dims.items():
                 base = dist.ImproperUniform(constraints.real, (batch,), (num_views, dim))
                 sites[name] = pyro.sample(name, base)
-        enter_terms(self.terms, sites)
+        enter_terms(self.terms, global_batch(sites))

@@ -1,6 +1,6 @@
 """The package's import rule: layers import only downward, and no module imports itself back in a circle.
 
-    errors  →  runtime, runfiles, ramps, prior_contract  →  data, nets, objectives  →  models, guides
+    errors  →  runtime, runfiles, ramps, prior_contract, distributed  →  data, nets, objectives  →  models, guides
             →  inference  →  methods  →  train, eval, report  →  cli
 
 A package may import its own modules and any lower layer's, never a sibling of its own layer or a
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = {"genssl": REPO / "genssl", "genssl.models": REPO / "models", "genssl.guides": REPO / "guides"}
 LAYERS = [
     {"errors"},
-    {"runtime", "runfiles", "ramps", "prior_contract"},
+    {"runtime", "runfiles", "ramps", "prior_contract", "distributed"},
     {"data", "nets", "objectives"},
     {"models", "guides"},
     {"inference"},

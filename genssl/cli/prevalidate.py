@@ -152,7 +152,7 @@ def group_selection(overrides: Sequence[str], group_dirs: set[str]) -> list[str]
     out = []
     for override in overrides:
         key = override.partition("=")[0].lstrip("+~")
-        if key in group_dirs or key.startswith("hydra."):
+        if key in group_dirs or key.startswith(("hydra.", "hydra/")):
             out.append(override)
     return out
 

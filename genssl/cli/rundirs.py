@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from genssl.cli.command import Command
+from genssl.distributed import slurm_restarts
 from genssl.errors import ConfigError, DataError
 from genssl.runfiles import checkpoint_config, read_checkpoint
 
@@ -74,7 +75,8 @@ def check_run_dir(run_dir: Path | None, cfg: DictConfig) -> None:
     writable(run_dir, f"the run directory {run_dir}")
     checkpoint = run_dir / CHECKPOINT
     holds_run = checkpoint.exists() or (run_dir / "metrics.json").exists()
-    if resume:
+    requeued = checkpoint.exists() and slurm_restarts() > 0 and not overwrite  # resumes (genssl.cli.train)
+    if resume or requeued:
         if not checkpoint.exists():
             raise ConfigError(
                 f"trainer.resume=true but there is no checkpoint at {checkpoint}. Pass the run directory of the "

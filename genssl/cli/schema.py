@@ -84,6 +84,7 @@ RANGES: dict[str, Range] = {
     "trainer.precision": one_of("32", "bf16", "16", doc="the forward pass's precision"),
     "trainer.num_threads": integer(1, nullable=True, doc="torch CPU threads"),
     "trainer.log_every": integer(1, doc="steps between metrics.jsonl records"),
+    "trainer.gather": one_of("global", "local", doc="what the batch-coupled terms see on several processes"),
     "trainer.optim.name": one_of("adam", "adamw"),
     "trainer.optim.lr": real(0.0, low_open=True, doc="the learning rate"),
     "trainer.optim.eps": real(0.0, low_open=True, doc="Adam's epsilon"),

@@ -6,13 +6,15 @@ import os
 import shutil
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from genssl import distributed
 from genssl.errors import GensslError
 from genssl.train.loop import Stopped
 
@@ -28,6 +30,8 @@ def main() -> None:
     from genssl.cli.prevalidate import check_command, searchpath_dirs, split
 
     use_working_directory()
+    procs = distributed.setup()  # under torchrun: one process per device (Slurm tasks join in run())
+    share_start_time(procs)
     try:
         command = split(sys.argv[1:])
         overrides = normalise_overrides(command.overrides, searchpath_dirs(command))
@@ -41,11 +45,39 @@ def main() -> None:
         sys.exit(130)
     except OSError as err:
         fail(GensslError(f"{err.filename or 'a file'}: {err.strerror or err}."))
-    sys.argv = [sys.argv[0], *argv]
-    _hydra_main()
+    # Rank 0 writes the run's files; the other ranks share its run directory and write nothing there.
+    quiet = ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    sys.argv = [sys.argv[0], *argv, *([] if procs.main else quiet)]
+    try:
+        _hydra_main()
+    except Exception as err:  # a Slurm job that failed, as submitit reports it in the submitting process
+        if type(err).__module__.startswith("submitit"):
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            fail(GensslError(f"a Slurm job failed: {lines[-1] if lines else type(err).__name__} (its log is under "
+                             "the sweep directory's .submitit/ folder)."))  # fmt: skip
+        raise
+    finally:
+        distributed.shutdown()
     if FAILED_JOBS:
         print(f"genssl: error: {len(FAILED_JOBS)} sweep job(s) failed: " + " | ".join(FAILED_JOBS), file=sys.stderr)
         sys.exit(2)
+
+
+def share_start_time(procs: distributed.Processes) -> None:
+    """Every rank resolves Hydra's ``${now:…}`` (the run directory's name) to rank 0's start time, so that
+    the processes of one run share one run directory."""
+    if not procs.distributed:
+        return
+    import hydra.core.utils as hydra_utils
+
+    start = distributed.broadcast_object(datetime.now())
+
+    class _StartTime(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:
+            return start
+
+    hydra_utils.datetime = _StartTime
 
 
 def _named_dirs(overrides: list[str]) -> set[Path]:
@@ -66,7 +98,8 @@ def use_working_directory() -> None:
 
 
 def fail(err: GensslError) -> None:
-    print(f"genssl: error: {err}", file=sys.stderr)
+    if distributed.processes().main:  # every rank meets the same error: one message
+        print(f"genssl: error: {err}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -75,14 +108,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    main_rank = distributed.processes().main
     try:
         run(cfg, run_dir)
     except Stopped as stop:
-        print(f"genssl: {stop}; checkpoint written. {resume_hint(run_dir)}", file=sys.stderr)
+        if main_rank:
+            print(f"genssl: {stop}; checkpoint written. {resume_hint(run_dir)}", file=sys.stderr)
         sys.exit(130)
     except (GensslError, OSError, KeyboardInterrupt) as err:
         message = _message(err, run_dir)
-        _clean_failed_run_dir(run_dir)
+        if main_rank:
+            _clean_failed_run_dir(run_dir)
+        if os.environ.get("SUBMITIT_EXECUTOR"):  # a Slurm job: fail it, so that submitit reports it
+            raise GensslError(message) from None
         if multirun and not isinstance(err, KeyboardInterrupt):
             print(f"genssl: error in {run_dir}: {message} (the sweep goes on)", file=sys.stderr)
             FAILED_JOBS.append(f"{run_dir.name}: {message}")
@@ -130,18 +168,41 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     from genssl.train.loop import train
 
     set_num_threads(cfg.trainer.num_threads)
-    device = resolve_device(cfg.trainer.device)
+    procs = distributed.setup()  # joins Slurm's tasks (torchrun's processes joined in main())
+    device = distributed.device_for(resolve_device(cfg.trainer.device), procs)
+    resume_if_requeued(cfg, run_dir, procs)
     dataset = dataset_from_config(cfg)
     method = untrained_method(cfg, dataset, device)  # seeded here, so the baseline can rebuild it exactly
     start = time.perf_counter()
     state = train(cfg, method, dataset, device, run_dir)
     wall = time.perf_counter() - start
+    if not procs.main:
+        return {}  # rank 0 evaluates and writes metrics.json; the others are done
     metrics = metrics_payload(cfg, state, wall)
     if cfg.eval.enabled:
         metrics.update(evaluate_with_baseline(cfg, method, dataset, device, run_dir, trained=state.step > 0))
     write_json_atomic(run_dir / "metrics.json", metrics)
     print(f"genssl: {cfg.method.name} on {cfg.data.name}: {headline(metrics)}  → {run_dir}", file=sys.stderr)
     return metrics
+
+
+def resume_if_requeued(cfg: DictConfig, run_dir: Path, procs: distributed.Processes) -> None:
+    """A Slurm job requeued after preemption or a time-out (SLURM_RESTART_COUNT > 0) resumes from its run
+    directory's checkpoint; the run's saved config then says so."""
+    from genssl.train.loop import CHECKPOINT
+
+    restarts = distributed.slurm_restarts()
+    if restarts < 1 or cfg.trainer.resume or cfg.trainer.get("overwrite") or not (run_dir / CHECKPOINT).exists():
+        return
+    cfg.trainer.resume = True
+    if procs.main:
+        print(f"genssl: Slurm requeued this job (restart {restarts}): resuming from {run_dir / CHECKPOINT}.",
+              file=sys.stderr)  # fmt: skip
+        saved = run_dir / ".hydra" / "config.yaml"
+        if saved.parent.is_dir():
+            tmp = saved.with_suffix(".yaml.tmp")
+            tmp.write_text(OmegaConf.to_yaml(cfg))
+            tmp.replace(saved)
 
 
 def headline(metrics: dict) -> str:

@@ -17,15 +17,18 @@ LOGGERS = ("none", "wandb")
 class RunLogger:
     """Appends one JSON object per logged step or epoch to ``metrics.jsonl``; mirrors it to wandb if asked."""
 
-    def __init__(self, run_dir: Path, logger_cfg: DictConfig, full_cfg: DictConfig) -> None:
+    def __init__(self, run_dir: Path, logger_cfg: DictConfig, full_cfg: DictConfig, enabled: bool = True) -> None:
         if logger_cfg.name not in LOGGERS:
             raise ConfigError(f"Unknown logger '{logger_cfg.name}': logger must be {choices(LOGGERS)}.")
         self.path = run_dir / "metrics.jsonl"
+        self.enabled = enabled  # only rank 0 of a distributed run logs
         self.wandb = None
-        if logger_cfg.name == "wandb":
+        if logger_cfg.name == "wandb" and enabled:
             self.wandb = _start_wandb(run_dir, logger_cfg, full_cfg)
 
     def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.wandb is not None:

@@ -20,12 +20,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from genssl.data import ImageDataset, build_augment
+from genssl.data import BatchStream, ImageDataset, build_augment
+from genssl.distributed import all_gather_objects, barrier, processes
 from genssl.errors import ConfigError, GensslError
 from genssl.inference.pyro_ssl import PyroSSL
 from genssl.methods import check_input_shape
+from genssl.objectives.gather import set_mode as gather_mode
 from genssl.runfiles import read_checkpoint, remove_stale_temporaries, save_checkpoint
 from genssl.runtime import autocast, epoch_generator
+from genssl.train import parallel
 from genssl.train.accelerate import accelerate
 from genssl.train.loggers import RunLogger
 from genssl.train.schedule import schedule_from_config
@@ -68,13 +71,19 @@ class Trainer:
     ) -> None:
         self.cfg, self.method, self.device = cfg, method, device
         self.tcfg = tcfg = cfg.trainer
+        self.procs = processes()
         self.augment = build_augment(cfg.data.augment, int(cfg.data.num_views), dataset.image_size).to(device)
         self.images = dataset.train.images.to(device)
+        # trainer.batch_size is the global batch: every rank takes its share of it (parallel.py).
         self.batch_size = min(int(tcfg.batch_size), len(self.images))
+        self.local_batch = parallel.local_batch_size(self.batch_size, self.procs)
         self.steps_per_epoch = len(self.images) // self.batch_size  # drop the ragged last batch: batches stay full
         self.accelerated = accelerate(method, tcfg)
-        self._check_shapes()
+        probe = self._check_shapes()
+        self.loss_module = parallel.wrap(method, tcfg, self.procs, device, probe)
         self.extra = method.extra_parameters()
+        self._extra_list = list(self.extra.values())  # pyro.param parameters: DDP does not see them
+        parallel.broadcast_(self._extra_list, self.procs)
         trainable = [p for p in method.parameters() if p.requires_grad]  # EMA targets are not trained
         self.optimizer = build_optimizer([*trainable, *self.extra.values()], tcfg.optim)
         # Schedules (learning rate, EMA momentum) span the planned run; max_steps only stops it early.
@@ -85,8 +94,10 @@ class Trainer:
         self.checkpoint_path = run_dir / CHECKPOINT
         self.run_dir = run_dir
         self.state = TrainState()
+        self._batches: BatchStream | None = None
+        self._stop_requested = self._stop_agreed = False
 
-    def _check_shapes(self) -> None:
+    def _check_shapes(self) -> torch.Tensor:
         """One loss evaluation before the optimiser exists: shape errors surface early, and lazily created
         parameters (``pyro.param`` in a plain-function prior) exist before they are handed to the optimiser.
         It runs in eval mode and without gradients so no running statistic (BatchNorm, DirectPred's F̂) moves."""
@@ -98,6 +109,7 @@ class Trainer:
             check_input_shape(self.method, probe)
         if lean_estimator(self.tcfg):
             self.method.enable_lean(probe)
+        return probe
 
     def fit(self) -> TrainState:
         """Train for ``trainer.max_epochs`` epochs (capped by ``trainer.max_steps``), checkpointing each epoch.
@@ -105,16 +117,20 @@ class Trainer:
         Ctrl-C or SIGTERM finishes the current step, writes a checkpoint of the exact position (mid-epoch
         included) and raises :class:`Stopped`; ``trainer.resume=true`` continues from it.
         """
-        self._prepare_run_dir()
+        if self.procs.main:
+            self._prepare_run_dir()
+        barrier()
         position = None
         if self.tcfg.resume:
             self.state, position = self._resume()
-        logger = RunLogger(self.run_dir, self.cfg.logger, self.cfg)
-        self._stop_requested = False
+        barrier()  # every rank has read the checkpoint (and rank 0 cut metrics.jsonl back) before any writes
+        logger = RunLogger(self.run_dir, self.cfg.logger, self.cfg, enabled=self.procs.main)
+        self._stop_requested = self._stop_agreed = False
         handlers = self._catch_stop_signals()
         # Pyro's argument and shape validation costs milliseconds a step: on for the first (shape) check
         # above, off for the loop unless trainer.validate asks for it.
         try:
+            gather_mode(str(self.tcfg.get("gather", "global")))
             with pyro.validation_enabled(bool(self.tcfg.get("validate", False))):
                 while self.state.epoch < self.tcfg.max_epochs and self.state.step < self.max_steps:
                     stopped_at = self.run_epoch(logger, position)
@@ -123,6 +139,9 @@ class Trainer:
                     if stopped_at is not None:
                         raise Stopped(f"stopped at step {self.state.step} (epoch {self.state.epoch + 1})")
         finally:
+            gather_mode("local")  # what runs after training (evaluation) runs on rank 0 alone
+            if self._batches is not None:
+                self._batches.close()
             logger.close()
             for signum, previous in handlers.items():
                 signal.signal(signum, previous)
@@ -164,7 +183,9 @@ class Trainer:
                 f"no checkpoint was written and the last good one is kept. Lower trainer.optim.lr (now "
                 f"{self.tcfg.optim.lr}) or use trainer.precision=32."
             )
-        save_checkpoint(self.checkpoint_path, self.checkpoint(position))
+        if self.procs.main:
+            save_checkpoint(self.checkpoint_path, self.checkpoint(position))
+        barrier()
 
     def run_epoch(self, logger: RunLogger, position: EpochPosition | None = None) -> EpochPosition | None:
         """One pass over a fresh permutation of the training images, drawn from the epoch's own generator
@@ -189,7 +210,8 @@ class Trainer:
         window = _Window(self.device, start)
         epoch_loss, epoch_steps = 0.0, 0
         bar = tqdm(
-            range(self.steps_per_epoch),
+            total=self.steps_per_epoch,
+            initial=first,
             desc=f"epoch {state.epoch + 1}/{tcfg.max_epochs}",
             unit="step",
             disable=not tcfg.progress,
@@ -197,18 +219,23 @@ class Trainer:
             leave=False,
         )
         stopped_at = None
-        for index in bar:
-            if index < first:
-                continue
+        augment_generator = parallel.augment_generator(generator, self.cfg.seed, state.epoch, self.procs)
+        if position is not None and position.rank_generator_states:
+            augment_generator.set_state(position.rank_generator_states[self.procs.rank])
+        # This rank's images of every global batch of the epoch, decoded ahead by the stream's workers
+        # when the images are files (data=image_folder), indexed in memory otherwise.
+        rank_order = parallel.rank_order(order, self.batch_size, self.steps_per_epoch, self.procs)
+        stream = self._stream(rank_order, first)
+        for index, (batch_index, batch) in enumerate(stream, start=first):
             if state.step >= self.max_steps:
                 break
-            if self._stop_requested:
-                stopped_at = EpochPosition(order, index, generator.get_state())
+            if self._should_stop():
+                stopped_at = EpochPosition(order, index, generator.get_state(), self._rank_states(augment_generator))
                 break
-            batch_index = order[index * self.batch_size : (index + 1) * self.batch_size]
-            loss, num_views = self.step(batch_index, generator)
+            loss, num_views = self.step(batch_index, augment_generator, batch)
             window.add(loss, num_views, state.step)
             state.step += 1
+            bar.update()
             if state.step % tcfg.log_every == 0:
                 mean, speed = self._close_window(window)
                 epoch_loss, epoch_steps = epoch_loss + mean * window.steps, epoch_steps + window.steps
@@ -245,11 +272,20 @@ class Trainer:
         return None
 
     def _close_window(self, window: _Window) -> tuple[float, float]:
-        """Wait for the device, check the window's losses were finite, count its time; (mean loss, views/s)."""
+        """Wait for the device, check the window's losses were finite, count its time; (mean loss, views/s).
+        With several ranks the loss is the mean over them and the views their sum."""
         mean, first_bad = window.read()
+        mean, bad, views, stop = parallel.reduce_sum(
+            [mean / self.procs.world_size, float(first_bad >= 0), float(window.views), float(self._stop_requested)],
+            self.procs,
+            self.device,
+        )
+        self._stop_agreed = stop > 0
+        first_bad = first_bad if first_bad >= 0 else (window.first_step if bad else -1)
         elapsed = time.perf_counter() - window.start
         self.state.seconds += elapsed
-        self.state.samples += window.views
+        self.state.samples += int(views)
+        window.views = int(views)
         if first_bad >= 0:
             raise GensslError(
                 f"The loss became non-finite at step {first_bad} (epoch {self.state.epoch + 1}); training stopped "
@@ -258,26 +294,56 @@ class Trainer:
             )
         return mean, window.views / max(elapsed, 1e-9)
 
-    def step(self, batch_index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Augment the batch and take one optimiser step on its −ELBO; returns (the loss, still on the device,
-        and the number of views). Nothing here waits for the device."""
+    def _should_stop(self) -> bool:
+        """A stop request, on one process at once; with several, once the ranks agreed on it at a log step
+        (a request on any rank stops every rank, at the same step)."""
+        return self._stop_agreed if self.procs.distributed else self._stop_requested
+
+    def _stream(self, rank_order: torch.Tensor, first: int) -> BatchStream:
+        """The epoch's batches (one stream per run, so file-decoding workers persist across epochs)."""
+        if self._batches is None:
+            self._batches = BatchStream(self.images, rank_order, self.local_batch, device=self.device, start=first)
+        return self._batches.set_order(rank_order, first)
+
+    def _rank_states(self, augment_generator: torch.Generator) -> list[torch.Tensor] | None:
+        """Every rank's augmentation-generator state (rank 0's is the epoch generator's), for a stopped run."""
+        if not self.procs.distributed:
+            return None
+        return [torch.as_tensor(s) for s in all_gather_objects(augment_generator.get_state().cpu())]
+
+    def step(
+        self, batch_index: torch.Tensor, generator: torch.Generator, batch: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Augment the batch (the images ``batch_index``, given or read here) and take one optimiser step on
+        its −ELBO; returns (the loss, still on the device, and the number of views). Nothing here waits for
+        the device."""
         tcfg, method, optimizer = self.tcfg, self.method, self.optimizer
-        batch = self.images[batch_index]
+        batch = self.images[batch_index] if batch is None else batch
         # No torch.device(...) context here: it intercepts every torch call (a few ms per step on small
         # networks); the augmentation and the models create their tensors on their inputs' device.
         views, _ = self.augment(batch, generator)
-        with autocast(self.device, tcfg.precision):
-            loss = method(views, batch_index)
+        try:
+            with autocast(self.device, tcfg.precision):
+                loss = self.loss_module(views, batch_index)
+        except ValueError as err:  # Pyro's validation (trainer.validate) meeting NaN weights: a divergence
+            if "invalid values" not in str(err) and "nan" not in str(err).lower():
+                raise
+            raise GensslError(
+                f"Training diverged at step {self.state.step}: {str(err).splitlines()[0]} The last good checkpoint "
+                f"is kept. Lower trainer.optim.lr (now {tcfg.optim.lr}) or use trainer.precision=32."
+            ) from None
         lr = self.lr_at(self.state.step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():  # float16: scale the loss against underflow
             self.scaler.scale(loss).backward()
+            parallel.average_gradients_(self._extra_list, self.procs)
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
             loss.backward()
+            parallel.average_gradients_(self._extra_list, self.procs)
             optimizer.step()
         method.after_step(self.state.step / self.total_steps)
         return loss.detach(), views.shape[0] * views.shape[1]
@@ -296,7 +362,8 @@ class Trainer:
             )
         state, position = restore(read_checkpoint(path, map_location=self.device), self.method, self.extra,
                                   self.optimizer)  # fmt: skip
-        truncate_metrics(self.run_dir / "metrics.jsonl", state)
+        if self.procs.main:
+            truncate_metrics(self.run_dir / "metrics.jsonl", state)
         return state, position
 
 
@@ -305,10 +372,13 @@ class _Window:
 
     def __init__(self, device: torch.device, start: float) -> None:
         self.start, self.steps, self.views = start, 0, 0
+        self.first_step = -1
         self.total = torch.zeros((), device=device)
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
 
     def add(self, loss: torch.Tensor, num_views: int, step: int) -> None:
+        if self.first_step < 0:
+            self.first_step = step
         loss = loss.float()
         finite = torch.isfinite(loss)
         self.total += torch.where(finite, loss, 0.0)

@@ -37,6 +37,7 @@ class EpochPosition:
     order: torch.Tensor
     steps_done: int
     generator_state: torch.Tensor
+    rank_generator_states: list[torch.Tensor] | None = None  # every rank's augmentation stream (several ranks)
 
 
 def checkpoint_payload(
@@ -71,6 +72,7 @@ def checkpoint_payload(
             "order": position.order.cpu(),
             "steps_done": position.steps_done,
             "generator_state": position.generator_state.cpu(),
+            "rank_generator_states": [s.cpu() for s in position.rank_generator_states or []],
         }
     return payload
 
@@ -88,7 +90,8 @@ def restore(
     saved = checkpoint.get("epoch_position")
     position = None
     if saved is not None:
-        position = EpochPosition(saved["order"], int(saved["steps_done"]), saved["generator_state"])
+        ranks = list(saved.get("rank_generator_states") or []) or None
+        position = EpochPosition(saved["order"], int(saved["steps_done"]), saved["generator_state"], ranks)
     return state, position
 
 
