@@ -26,8 +26,15 @@ from conftest import BIN, TINY, run_cli
 
 from genssl.distributed import environment, expand_hostlist, slurm_rendezvous
 
-RUN = ["method=simclr", "data=digits", *TINY, "trainer.batch_size=32", "trainer.max_epochs=3", "trainer.log_every=1",
-       "eval.enabled=false"]
+RUN = [
+    "method=simclr",
+    "data=digits",
+    *TINY,
+    "trainer.batch_size=32",
+    "trainer.max_epochs=3",
+    "trainer.log_every=1",
+    "eval.enabled=false",
+]
 
 
 def free_port() -> int:
@@ -98,7 +105,8 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tmp_pa
 
 
 def test_slurm_environment_gives_the_rendezvous():
-    assert expand_hostlist("gpu[01-03,07],login5,n[8-9]x") == ["gpu01", "gpu02", "gpu03", "gpu07", "login5", "n8x", "n9x"]
+    hosts = ["gpu01", "gpu02", "gpu03", "gpu07", "login5", "n8x", "n9x"]
+    assert expand_hostlist("gpu[01-03,07],login5,n[8-9]x") == hosts
     assert expand_hostlist("r[1-2]-n[1-2]") == ["r1-n1", "r1-n2", "r2-n1", "r2-n2"]
     env = {"SLURM_JOB_NODELIST": "node[12-13]", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "5", "SLURM_NTASKS": "8",
            "SLURM_LOCALID": "1"}  # fmt: skip
