@@ -6,6 +6,7 @@ hyper-parameters without the test labels, and be deterministic under a seed.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -18,18 +19,9 @@ from sklearn.mixture import GaussianMixture
 from genssl.errors import ConfigError, ShapeError
 from genssl.eval.clustering import fit_gmm, gmm_clustering, hungarian_accuracy
 from genssl.eval.disentanglement import dci, lasso_weights, mig
-from genssl.eval.probes import (
-    _Bank,
-    _bank_loss,
-    few_label_linear_probe,
-    fit_logistic,
-    fit_logistic_grid,
-    linear_probe,
-    mlp_probe,
-    select_and_refit_mlp,
-    standardise,
-    whiten,
-)
+from genssl.eval.logistic import fit_logistic, fit_logistic_grid, fit_logistic_grid_fast
+from genssl.eval.mlp_bank import _Bank, _bank_loss, select_and_refit_mlp
+from genssl.eval.probes import few_label_linear_probe, linear_probe, mlp_probe, standardise, whiten
 from genssl.eval.style import ridge_probe, ridge_weights, style_mean, style_probes
 
 
@@ -192,6 +184,44 @@ def test_few_label_probe_learns_from_ten_per_class_and_ignores_test_labels():
         draws=3,
     )
     assert chance["accuracy"] < 0.35
+
+
+def test_fast_logistic_grid_matches_the_autograd_one():
+    x, y = blobs(120, spread=1.0)
+    xs = torch.stack([x, x.flip(0)])
+    ys = torch.stack([y, y.flip(0)])
+    masks = torch.stack([torch.arange(120) % 3 != 0, torch.ones(120, dtype=torch.bool)])
+    decays = torch.tensor([[1e-1, 1e-2], [1e-2, 1e-3]])
+    weight, bias = fit_logistic_grid(xs, ys, 4, decays, masks, max_iter=500)
+    fast_weight, fast_bias = fit_logistic_grid_fast(xs, ys, 4, decays, masks, max_iter=500)
+    assert fast_weight.shape == weight.shape and fast_bias.shape == bias.shape
+    # Both stop at L-BFGS's tolerances, on iterates that differ by float rounding only.
+    torch.testing.assert_close(fast_weight, weight, atol=5e-3, rtol=5e-3)
+    torch.testing.assert_close(fast_bias, bias, atol=5e-3, rtol=5e-3)
+    warm = fit_logistic_grid_fast(xs, ys, 4, decays / 10, masks, max_iter=500, init=(fast_weight, fast_bias))
+    torch.testing.assert_close(
+        warm[0], fit_logistic_grid(xs, ys, 4, decays / 10, masks, max_iter=500)[0], atol=5e-3, rtol=5e-3
+    )
+
+
+def test_fast_few_label_probe_makes_the_same_choices():
+    x, y = blobs(2000, spread=1.0)
+    xt, yt = blobs(500, spread=1.0, seed=1)
+    for per_class in (10, 50):
+        full = few_label_linear_probe(x, y, xt, yt, 4, per_class=per_class, draws=3, seed=2)
+        fast = few_label_linear_probe(x, y, xt, yt, 4, per_class=per_class, draws=3, seed=2, fast=True)
+        assert fast["weight_decays"] == full["weight_decays"]
+        assert abs(fast["accuracy"] - full["accuracy"]) <= 0.005
+        assert few_label_linear_probe(x, y, xt, yt, 4, per_class=per_class, draws=3, seed=2, fast=True) == fast
+
+
+def test_fast_mlp_probe_is_deterministic_and_reads_the_same_classes():
+    x, xt = noise(3000, 6, 0), noise(1000, 6, 1)
+    y, yt = xor_labels(x), xor_labels(xt)
+    full = mlp_probe(x, y, xt, yt, 4, hiddens=(64,), seed=0)
+    fast = mlp_probe(x, y, xt, yt, 4, hiddens=(64,), seed=0, fast=True)
+    assert fast == mlp_probe(x, y, xt, yt, 4, hiddens=(64,), seed=0, fast=True)
+    assert fast["accuracy"] > 0.85 and abs(fast["accuracy"] - full["accuracy"]) <= 0.02
 
 
 def test_few_label_probe_needs_enough_images_per_class():
@@ -444,3 +474,69 @@ def test_seeded_subset_is_seeded_and_keeps_every_row_when_it_can():
         seeded_subset(10, 10, 0), torch.arange(10)
     )
     assert seeded_subset(10, 20, 0, none_if_all=True) is None
+
+
+# ------------------------------------------------------------------- presets and timings (evaluate)
+
+
+@pytest.fixture(scope="module")
+def digits_run():
+    """An (untrained) SimCLR network on digits with its config, and its evaluation under each preset."""
+    from hydra import compose, initialize_config_module
+
+    from genssl.cli.overrides import normalise_overrides
+    from genssl.data import dataset_from_config
+    from genssl.eval.evaluate import evaluate
+    from genssl.methods import untrained_method
+
+    overrides = ["method=simclr", "data=digits", "trainer.progress=false", "eval.style.max_train=600"]
+    with initialize_config_module("genssl.configs", version_base=None):
+        cfg = compose("config", overrides=normalise_overrides(overrides))
+    dataset = dataset_from_config(cfg)
+    method = untrained_method(cfg, dataset, torch.device("cpu"))
+    results = {}
+    for preset in ("fast", "full"):
+        cfg.eval.preset = preset
+        results[preset] = evaluate(method, dataset, cfg, torch.device("cpu"), progress=False)
+    return cfg, dataset, method, results
+
+
+def test_evaluation_times_every_probe(digits_run):
+    _, _, _, results = digits_run
+    for metrics in results.values():
+        timings = metrics["timings"]
+        expected = {"features", "linear", "mlp", "knn", "linear_10", "clustering", "rank_me"}
+        assert set(timings) >= expected | {"style_views", "style_augmented"}
+        assert all(isinstance(v, float) and v >= 0 for v in timings.values())
+        assert sum(timings.values()) <= metrics["eval_seconds"] + 1e-6
+
+
+def test_fast_preset_measures_what_the_full_one_does(digits_run):
+    _, _, _, results = digits_run
+    fast, full = results["fast"]["content"], results["full"]["content"]
+    assert set(fast) == set(full)
+    for key in ("knn", "gmm_acc", "nmi", "ari"):  # the same computation under both presets
+        assert fast[key] == full[key], key
+    for key in ("linear", "linear_10", "mlp"):
+        assert abs(fast[key] - full[key]) <= 0.02, (key, fast[key], full[key])
+    assert results["fast"]["rank_me"] == results["full"]["rank_me"]
+    assert set(results["fast"]["style"]) == set(results["full"]["style"])
+    assert abs(results["fast"]["style_mean"] - results["full"]["style_mean"]) <= 0.03
+
+
+def test_baseline_block_and_preset_are_recorded(digits_run, tmp_path):
+    from genssl.eval.evaluate import evaluate_with_baseline
+
+    cfg, dataset, method, _ = digits_run
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.preset = "fast"
+    cfg.eval.style.enabled = False
+    metrics = evaluate_with_baseline(cfg, method, dataset, torch.device("cpu"), tmp_path, trained=True)
+    assert metrics["eval_preset"] == "fast"
+    assert set(metrics["baseline"]["timings"]) >= {"features", "linear", "knn"}
+    assert "embedding" in metrics["timings"] and "embedding" not in metrics["baseline"]["timings"]
+    assert metrics["eval_total_seconds"] >= metrics["eval_seconds"] + metrics["baseline"]["eval_seconds"] - 1e-6
+    assert metrics["baseline"]["content"] == metrics["content"]  # the network is the untrained one
+    cfg.eval.preset = "quick"
+    with pytest.raises(ConfigError, match="eval.preset"):
+        evaluate_with_baseline(cfg, method, dataset, torch.device("cpu"), tmp_path, trained=True)

@@ -14,7 +14,8 @@ import torch
 from torch.nn import functional as F
 
 from genssl.errors import ShapeError
-from genssl.eval.probes import check_features, split_indices, standardise
+from genssl.eval.mlp_bank import split_indices
+from genssl.eval.probes import check_features, standardise
 from genssl.eval.style import SUBSET_SEED_OFFSET, Factor, prepare_factors, r2_score
 from genssl.eval.subsets import seeded_subset
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from genssl.errors import ConfigError, ShapeError, choices
-from genssl.eval.probes import check_features, linear_probe, select_and_refit_mlp, split_indices, standardise, whiten
+from genssl.eval.mlp_bank import select_and_refit_mlp, split_indices
+from genssl.eval.probes import check_features, linear_probe, linear_probe_whitened, standardise, whiten
 from genssl.eval.subsets import seeded_subset
 
 KINDS = ("continuous", "discrete")
@@ -169,6 +170,8 @@ def style_probes(
     mlp_weight_decays: Sequence[float] = (1e-4,),
     max_epochs: int = 30,
     patience: int = 3,
+    fast: bool = False,
+    whitened_max_iter: int = 50,
 ) -> dict[str, dict[str, float | str]]:
     """Linear and MLP probes of every style factor; ``{name: {"metric": "r2"|"acc", "linear", "mlp"}}``.
 
@@ -186,9 +189,13 @@ def style_probes(
       chosen on validation) and a one-hidden-layer MLP classifier (cross-entropy).
 
     The MLP width and decoupled weight decay come from ``mlp_hiddens`` × ``mlp_weight_decays`` and the
-    epoch count from early stopping on validation (:func:`genssl.eval.probes.select_and_refit_mlp`);
+    epoch count from early stopping on validation (:func:`genssl.eval.mlp_bank.select_and_refit_mlp`);
     all factors' MLPs train together in one pass. A factor that cannot be probed (constant in train,
     or continuous and constant in test) is reported as ``{"metric", "skipped": reason}`` instead.
+
+    ``fast`` (the evaluation's fast preset) fits the logistic regressions with
+    :func:`genssl.eval.probes.linear_probe_whitened` (``whitened_max_iter`` steps per fit) and trains
+    the MLPs with Adam's fused kernel; the protocol is otherwise the same.
     """
     check_features(train_x, None, test_x)
     usable, skipped = prepare_factors(train_factors, test_factors, kinds, len(train_x), len(test_x))
@@ -223,7 +230,7 @@ def style_probes(
             result[names[column]] = {"metric": "r2", "linear": fit["score"]}
     for name in names:
         if usable[name].kind == "discrete":
-            fit = linear_probe(
+            fit = (linear_probe_whitened if fast else linear_probe)(
                 subset_x,
                 take[name],
                 test_x,
@@ -231,7 +238,7 @@ def style_probes(
                 usable[name].classes,
                 logistic_weight_decays,
                 val_fraction,
-                logistic_max_iter,
+                whitened_max_iter if fast else logistic_max_iter,
                 seed,
             )
             result[name] = {"metric": "acc", "linear": fit["accuracy"]}
@@ -251,6 +258,7 @@ def style_probes(
             max_epochs=max_epochs,
             patience=patience,
             seed=seed,
+            fast=fast,
         )
         for name, mlp in zip(names, mlps):
             result[name]["mlp"] = mlp["score"]
