@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from genssl.data.augment import to_unit_float
+from genssl.data.streaming import BatchStream
 from genssl.errors import GensslError
 from genssl.guides.base import EncoderGuide
 from genssl.guides.delta_encoder import DeltaEncoderGuide, output_width
@@ -97,15 +98,10 @@ class ClusterAssignmentGuide(EncoderGuide):
         self.train()
         projector = self.online.projector[0]
         chunks = []
-        for start in tqdm(
-            range(0, len(images), self.batch_size),
-            desc="k-means features",
-            unit="batch",
-            leave=False,
-            disable=not progress,
-        ):
-            batch = to_unit_float(images[start : start + self.batch_size])
-            chunks.append(projector(self.online.encoder(batch)).float())
+        stream = BatchStream.in_order(images, self.batch_size)  # image files decode in workers (image_folder)
+        for _, batch in tqdm(stream, desc="k-means features", unit="batch", leave=False, disable=not progress):
+            chunks.append(projector(self.online.encoder(to_unit_float(batch))).float())
+        stream.close()
         for name, buffer in self.online.named_buffers():
             buffer.copy_(saved[name])
         self.train(was_training)

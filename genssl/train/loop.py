@@ -81,6 +81,7 @@ class Trainer:
         self.accelerated = accelerate(method, tcfg)
         probe = self._check_shapes()
         self.loss_module = parallel.wrap(method, tcfg, self.procs, device, probe)
+        parallel.seed_rank_noise(cfg.seed, self.procs)
         self.extra = method.extra_parameters()
         self._extra_list = list(self.extra.values())  # pyro.param parameters: DDP does not see them
         parallel.broadcast_(self._extra_list, self.procs)

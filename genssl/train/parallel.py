@@ -155,6 +155,13 @@ def augment_generator(epoch_generator: torch.Generator, seed: int, epoch: int, p
     return generator
 
 
+def seed_rank_noise(seed: int, procs: Processes) -> None:
+    """Rank r > 0 draws its in-step noise (MAE's masks, the VAE's reparameterisation, random features) from
+    its own stream: with one seed on every rank, image i of rank 0 and image i of rank 1 would share them."""
+    if procs.rank > 0:
+        torch.manual_seed((int(seed) * 1_000_003 + 7_919) * 1_009 + procs.rank)
+
+
 def reduce_sum(values: list[float], procs: Processes, device: torch.device) -> list[float]:
     """Each value summed over the ranks (the loss window, the views seen, a stop request)."""
     if not procs.distributed:
