@@ -2,6 +2,7 @@
 
     python bench/overhead.py --threads 1                      # tiny networks and the default conv step
     python bench/overhead.py --methods simclr --sizes tiny --rounds 30
+    python bench/overhead.py --methods simvae --sizes official   # the official SimVAE MLP, L = 10, batch 64
 
 For each method the genssl step is the training loop's own (``Trainer.step``: augmentation, the Pyro
 ELBO of the model/guide pair, backward, Adam, the method's after-step hooks); the twin does the same
@@ -45,7 +46,15 @@ SIZES = {
     },
     # The default conv encoder on 28-pixel images, 128 images × 2 views.
     "default": {"images": 128, "overrides": [], "discriminative": [], "generative": []},
+    # The official SimVAE sizes: MLP 784-2000-500-500 (mirrored decoder), L = 10, 64 images × 2 views.
+    "official": {
+        "images": 64,
+        "overrides": ["net.encoder=mlp"],
+        "discriminative": [],
+        "generative": ["model.latent_dim=10"],
+    },
 }
+DEFAULT_SIZES = ["tiny", "default"]
 EXTRA = {"dino": {"tiny": ["guide.prototypes.num=16"]}}
 
 
@@ -190,7 +199,7 @@ def measure(name: str, size: str, threads: int, rounds: int, steps: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="*", default=list(TWINS))
-    parser.add_argument("--sizes", nargs="*", default=list(SIZES))
+    parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, choices=list(SIZES))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=0, help="steps per round (0: 40 tiny, 4 default)")

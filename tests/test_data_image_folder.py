@@ -227,3 +227,30 @@ def test_bad_roots(tmp_path):
         load_dataset("image_folder", root=str(tmp_path), image_size=8)
     ok = load_dataset("image_folder", root=str(tmp_path), image_size=8, test_dir="test")
     assert len(ok.train) == 1 and len(ok.test) == 1 and ok.class_names == ["ant"]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_evaluation_streams_features_from_files(dataset, workers, monkeypatch):
+    """Evaluation reads image files through the same stream as training: the features (and the augmented
+    views' features and parameters) equal those of the decoded tensor."""
+    from genssl.data.types import ImageSplit
+    from genssl.eval.features import extract_features
+    from genssl.eval.style_targets import augmented_view_targets
+
+    lazy = dataset.train.images
+    monkeypatch.setattr(lazy, "num_workers", workers)
+    decoded = lazy[:]
+    weight = torch.randn(3 * SIZE * SIZE, 5, generator=torch.Generator().manual_seed(0))
+
+    def represent(x):
+        return x.flatten(1) @ weight
+
+    cpu = torch.device("cpu")
+    assert torch.equal(extract_features(represent, lazy, cpu, 4, progress=False), represent(decoded.float() / 255))
+    augment = {"crop": {"scale": [0.5, 1.0], "ratio": [0.75, 1.33]}, "hflip": 0.5}
+    labels = dataset.train.labels
+    streamed = augmented_view_targets(represent, ImageSplit(lazy, labels), augment, cpu, 3, 5, progress=False)
+    in_memory = augmented_view_targets(represent, ImageSplit(decoded, labels), augment, cpu, 3, 5, progress=False)
+    torch.testing.assert_close(streamed[0], in_memory[0])
+    assert streamed[1].keys() == in_memory[1].keys()
+    assert all(torch.equal(streamed[1][k], in_memory[1][k]) for k in streamed[1])

@@ -8,6 +8,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genssl.data.augment import to_unit_float
+from genssl.data.streaming import BatchStream
 
 
 @torch.no_grad()
@@ -19,10 +20,11 @@ def extract_features(
     desc: str = "features",
     progress: bool = True,
 ) -> torch.Tensor:
-    """Apply ``represent`` to uint8 images [N, C, H, W] in batches on ``device``; returns [N, D] float32."""
+    """Apply ``represent`` to uint8 images [N, C, H, W] (a tensor or :class:`~genssl.data.streaming.LazyImages`)
+    in batches on ``device``; returns [N, D] float32."""
     chunks = []
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
-        batch = images[start : start + batch_size].to(device)
-        batch = to_unit_float(batch)
-        chunks.append(represent(batch).float())
+    # Image files (data=image_folder) decode in DataLoader workers, as in training; tensors are sliced.
+    with BatchStream.in_order(images, batch_size, device=device) as stream:
+        for _, batch in tqdm(stream, desc=desc, unit="batch", leave=False, disable=not progress):
+            chunks.append(represent(to_unit_float(batch)).float())
     return torch.cat(chunks)

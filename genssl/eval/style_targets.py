@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from genssl.data import ImageSplit, build_augment
+from genssl.data.streaming import BatchStream
 
 # Recorded augmentation parameters that are draws of a coin, not a continuous amount.
 DISCRETE_AUGMENT_PARAMS = frozenset({"hflip", "vflip", "grayscale"})
@@ -60,11 +61,12 @@ def augmented_view_targets(
     augment = build_augment(augment_cfg, 1, split.images.shape[-1]).to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     features, params = [], {}
-    for start in tqdm(range(0, len(split), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
-        views, drawn = augment(split.images[start : start + batch_size].to(device), generator)
-        features.append(represent(views[:, 0]).float())
-        for name, value in drawn.items():
-            params.setdefault(name, []).append(value[:, 0].float())
+    with BatchStream.in_order(split.images, batch_size, device=device) as stream:
+        for _, batch in tqdm(stream, desc=desc, unit="batch", leave=False, disable=not progress):
+            views, drawn = augment(batch, generator)
+            features.append(represent(views[:, 0]).float())
+            for name, value in drawn.items():
+                params.setdefault(name, []).append(value[:, 0].float())
     factors, kinds = {}, {}
     for name, chunks in params.items():
         value = torch.cat(chunks)

@@ -92,6 +92,8 @@ class Trainer:
         self.lr_at: Callable[[int], float] = schedule_from_config(tcfg.optim, self.steps_per_epoch, self.total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=str(tcfg.precision) == "16")
         self.max_steps = tcfg.max_steps if tcfg.max_steps is not None else math.inf
+        # Read once: an OmegaConf attribute costs tens of microseconds, a step of a small network ~1 ms.
+        self.precision, self.log_every = str(tcfg.precision), int(tcfg.log_every)
         self.checkpoint_path = run_dir / CHECKPOINT
         self.run_dir = run_dir
         self.state = TrainState()
@@ -237,7 +239,7 @@ class Trainer:
             window.add(loss, num_views, state.step)
             state.step += 1
             bar.update()
-            if state.step % tcfg.log_every == 0:
+            if state.step % self.log_every == 0:
                 mean, speed = self._close_window(window)
                 epoch_loss, epoch_steps = epoch_loss + mean * window.steps, epoch_steps + window.steps
                 bar.set_postfix(loss=f"{mean:.4g}", views_per_s=f"{speed:.0f}")
@@ -324,7 +326,7 @@ class Trainer:
         # networks); the augmentation and the models create their tensors on their inputs' device.
         views, _ = self.augment(batch, generator)
         try:
-            with autocast(self.device, tcfg.precision):
+            with autocast(self.device, self.precision):
                 loss = self.loss_module(views, batch_index)
         except ValueError as err:  # Pyro's validation (trainer.validate) meeting NaN weights: a divergence
             if "invalid values" not in str(err) and "nan" not in str(err).lower():
