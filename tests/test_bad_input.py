@@ -92,6 +92,9 @@ CONFIG_CASES = [
     (["method=simclr", "net.mlp_hidden=[0]"], ["net.mlp_hidden"]),
     (["method=simclr", "eval.knn.k=0"], ["eval.knn.k=0"]),
     (["method=simclr", "eval.linear.val_fraction=1.5"], ["eval.linear.val_fraction"]),
+    (["method=simclr", "eval.preset=quick"], ["eval.preset='quick'", "'fast' or 'full'"]),
+    (["method=simclr", "eval.linear.whitened_max_iter=0"], ["eval.linear.whitened_max_iter=0"]),
+    (["method=simclr", "trainer.gather=everything"], ["trainer.gather='everything'", "'global' or 'local'"]),
     (["method=simclr", "model.terms.temperature=-0.2"], ["model.terms.temperature=-0.2", "> 0"]),
     (["method=simclr", "model.prior=power_law"], ["model.prior", "'vmf_mixture'"]),
     (["method=simvae", "model.latent_dim=0"], ["model.latent_dim=0"]),
@@ -237,6 +240,7 @@ EVAL_CASES = [
     (["eval.knn.k=0"], ["eval.knn.k=0"]),
     (["eval.knn.k=100000"], ["eval.knn.k=100000", "training images"]),
     (["trainer.device=tpu"], ["trainer.device"]),
+    (["eval.preset=thorough"], ["eval.preset='thorough'", "'fast' or 'full'"]),
     (["not_an_override"], ["Unexpected argument"]),
 ]
 
