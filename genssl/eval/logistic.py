@@ -10,6 +10,15 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+# L-BFGS settings: a single fit runs to tight tolerances; a grid of many small fits stops earlier.
+ONE_PROBLEM = {"history_size": 20, "tolerance_grad": 1e-7, "tolerance_change": 1e-10}
+MANY_PROBLEMS = {"history_size": 10, "tolerance_grad": 1e-5, "tolerance_change": 1e-9}
+
+
+def _lbfgs(params: list[torch.Tensor], max_iter: int, **tolerances: float) -> torch.optim.LBFGS:
+    """Full-batch L-BFGS with unit step and a strong-Wolfe line search, as every fit here uses."""
+    return torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe", **tolerances)
+
 
 def fit_logistic(
     x: torch.Tensor,
@@ -27,15 +36,7 @@ def fit_logistic(
     bias = torch.zeros(num_classes, device=x.device) if init is None else init[1].clone()
     weight.requires_grad_(True)
     bias.requires_grad_(True)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-7,
-        tolerance_change=1e-10,
-        line_search_fn="strong_wolfe",
-    )
+    optimizer = _lbfgs([weight, bias], max_iter, **ONE_PROBLEM)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -75,15 +76,7 @@ def fit_logistic_grid(
     weight, bias = init[0].clone().requires_grad_(True), init[1].clone().requires_grad_(True)
     share = masks.float() / masks.float().sum(1, keepdim=True)
     target = y[:, None, :].expand(batch, m, n)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=10,
-        tolerance_grad=1e-5,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
+    optimizer = _lbfgs([weight, bias], max_iter, **MANY_PROBLEMS)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -137,15 +130,7 @@ def fit_logistic_whitened(
     weight = torch.zeros(num_classes, d, device=z_t.device) if init is None else init[0].clone()
     bias = torch.zeros(num_classes, device=z_t.device) if init is None else init[1].clone()
     onehot = F.one_hot(y, num_classes).to(z_t.dtype).T.contiguous()  # [C, n]
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-7,
-        tolerance_change=1e-10,
-        line_search_fn="strong_wolfe",
-    )
+    optimizer = _lbfgs([weight, bias], max_iter, **ONE_PROBLEM)
 
     def closure() -> torch.Tensor:
         log_p = torch.log_softmax(torch.addmm(bias[:, None], weight, z_t), 0)
@@ -184,15 +169,7 @@ def fit_logistic_grid_fast(
     target = F.one_hot(y, num_classes).to(x.dtype).transpose(1, 2)[:, None] * share  # [B, M, C, n]
     x_t = x.transpose(1, 2).contiguous()  # [B, d, n]
     decay = decays.repeat_interleave(num_classes, 1)[:, :, None]  # [B, M·C, 1]
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=10,
-        tolerance_grad=1e-5,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
+    optimizer = _lbfgs([weight, bias], max_iter, **MANY_PROBLEMS)
 
     def closure() -> torch.Tensor:
         logits = torch.baddbmm(bias[..., None], weight, x_t).view(batch, m, num_classes, n)
