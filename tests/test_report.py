@@ -254,6 +254,34 @@ def test_zero_epoch_runs_form_their_own_untrained_group(tmp_path):
     ]
 
 
+def test_runs_launched_with_other_settings_form_their_own_groups(tmp_path):
+    """Runs of one method that differ in an override (a prior, a long tail) are compared, not averaged as
+    seeds; seeds, threads and the logger do not split a group; a damaged overrides.yaml only warns."""
+    from genssl.report.aggregate import group_runs
+    from genssl.report.collect import find_run_dirs, load_runs
+
+    def run(name, seed, *overrides):
+        path = write_run(tmp_path / name, "simclr", seed)
+        common = ["method=simclr", f"seed={seed}", "trainer.max_epochs=2", f"trainer.num_threads={seed + 1}"]
+        (path / ".hydra").mkdir(exist_ok=True)
+        (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [*common, *overrides]))
+        return path.resolve()
+
+    plain = [run("plain-0", 0), run("plain-1", 1)]
+    prior = [run("vmf-0", 0, "model/prior=vmf_mixture"), run("vmf-1", 1, "model/prior=vmf_mixture", "logger=none")]
+    tail = run("tail-0", 0, "model/prior=vmf_mixture", "+data.long_tail=10")
+    damaged = write_run(tmp_path / "damaged", "simclr", 2)
+    (damaged / ".hydra").mkdir(exist_ok=True)
+    (damaged / ".hydra" / "overrides.yaml").write_text("- [unclosed")
+    groups = group_runs(load_runs(find_run_dirs([str(tmp_path)])))["shapes"]
+    found = {g.name: sorted(r.path for r in g.runs) for g in groups}
+    assert found == {
+        "simclr": sorted([*plain, damaged.resolve()]),
+        "simclr [model/prior=vmf_mixture]": sorted(prior),
+        "simclr [data.long_tail=10, model/prior=vmf_mixture]": [tail],
+    }
+
+
 def assert_error(result, *fragments: str) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     message = result.stderr.strip()

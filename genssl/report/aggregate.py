@@ -113,13 +113,16 @@ def style_getter(factor: str, probe: str = "linear") -> Callable[[dict[str, Any]
 
 
 def group_name(run: Run) -> str:
-    """The method, marked "(untrained)" for a zero-epoch run: the older way of getting a baseline is a
-    separate ``trainer.max_epochs=0`` run, which must not be averaged with the trained seeds."""
-    return f"{run.method} (untrained)" if run.train.get("epochs") == 0 else run.method
+    """The method with its variant (the settings that set it apart from other runs of the method, see
+    :func:`~genssl.report.collect.load_runs`), marked "(untrained)" for a zero-epoch run: the older way
+    of getting a baseline is a separate ``trainer.max_epochs=0`` run, which must not be averaged with
+    the trained seeds."""
+    name = f"{run.method} [{run.variant}]" if run.variant else run.method
+    return f"{name} (untrained)" if run.train.get("epochs") == 0 else name
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Group]]:
-    """Runs grouped by dataset, then method, in the order they were first seen; seeds sorted within."""
+    """Runs grouped by dataset, then method and variant, in the order first seen; seeds sorted within."""
     by_data: dict[str, dict[str, Group]] = {}
     for run in runs:
         groups = by_data.setdefault(run.data, {})

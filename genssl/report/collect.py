@@ -61,6 +61,8 @@ class Run:
     curve_kind: str = "step"
     images: dict[str, Path] = field(default_factory=dict)
     embedding_path: Path | None = None
+    overrides: list[str] = field(default_factory=list)  # the command line's, from .hydra/overrides.yaml
+    variant: str = ""  # the overrides that set this run apart from other runs of its method (see load_runs)
 
     @property
     def label(self) -> str:
@@ -191,6 +193,7 @@ def load_run(path: Path) -> Run:
     }
     if (path / "eval" / "embedding.npz").is_file():
         run.embedding_path = path / "eval" / "embedding.npz"
+    run.overrides = _load_overrides(path)
     return run
 
 
@@ -438,5 +441,60 @@ def load_embedding(path: Path) -> Embedding | None:
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
-    """Load every run; the first unusable ``metrics.json`` stops the report before anything is written."""
-    return [load_run(p) for p in paths]
+    """Load every run; the first unusable ``metrics.json`` stops the report before anything is written.
+
+    Runs of one method on one dataset that were launched with different settings (say a prior, a
+    temperature or ``data.long_tail``) are told apart by ``variant``: the overrides whose value is not
+    the same in all of them (seeds and bookkeeping such as threads or the logger aside), so the report
+    compares ``simclr`` with ``simclr [model/prior=vmf_mixture]`` instead of averaging them as seeds.
+    """
+    runs = [load_run(p) for p in paths]
+    assign_variants(runs)
+    return runs
+
+
+# Overrides that do not change what a run computes, or are told apart another way (the seed).
+_BOOKKEEPING = ("seed", "method", "trainer.num_threads", "trainer.progress", "trainer.resume", "trainer.overwrite",
+                "trainer.device", "logger", "hydra", "eval")  # fmt: skip
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _bookkeeping(key: str) -> bool:
+    return any(key == k or key.startswith((k + ".", k + "/")) for k in _BOOKKEEPING)
+
+
+def assign_variants(runs: list[Run]) -> None:
+    """Set each run's ``variant``: its overrides on the keys where the runs of its (data, method) differ."""
+    by_method: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        by_method.setdefault((run.data, run.method), []).append(run)
+    for runs_of_method in by_method.values():
+        group = [run for run in runs_of_method if run.overrides]  # no overrides.yaml: nothing to tell apart
+        settings = [
+            {_override_key(o): o.lstrip("+~") for o in run.overrides if not _bookkeeping(_override_key(o))}
+            for run in group
+        ]
+        keys = {k for s in settings for k in s}
+        differing = sorted(k for k in keys if len({s.get(k) for s in settings}) > 1)
+        for run, setting in zip(group, settings):
+            shown = [setting[k] for k in differing if k in setting]
+            if run.train.get("epochs") == 0:  # "(untrained)" says it
+                shown = [v for v in shown if _override_key(v) != "trainer.max_epochs"]
+            run.variant = ", ".join(shown)
+
+
+def _load_overrides(path: Path) -> list[str]:
+    overrides_path = path / ".hydra" / "overrides.yaml"
+    if not overrides_path.is_file():
+        return []
+    try:
+        from omegaconf import OmegaConf
+
+        overrides = OmegaConf.to_container(OmegaConf.load(overrides_path))
+    except Exception as err:  # a damaged optional file: the run still reports, as one of its method
+        warn(f"ignoring {overrides_path}: {err}")
+        return []
+    return [str(o) for o in overrides] if isinstance(overrides, list) else []
