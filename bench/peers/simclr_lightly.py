@@ -1,0 +1,226 @@
+"""SimCLR on Fashion-MNIST, end to end: genssl's training loop against the way lightly's users write it.
+
+    OMP_NUM_THREADS=2 python bench/peers/simclr_lightly.py --epochs 2 --threads 2 --workers 2
+
+Both sides train the same conv encoder (genssl's, built twice from one seed, so the same initial
+weights) with a 2-layer BatchNorm projection head to 128-d, NT-Xent at τ = 0.2, Adam at lr 1e-3,
+batch 256 images × 2 views, and the same augmentation (random resized crop 0.6–1 of the area, ratio
+3/4–4/3, horizontal flip p 0.5: genssl's ``fashion`` pipeline):
+
+- **genssl**: ``Trainer.run_epoch`` of ``method=simclr`` (batched augmentation of the uint8 batch in
+  the training process, the Pyro ELBO, Adam), exactly what ``genssl-train`` runs per epoch;
+- **lightly-style**: a ``Dataset`` that applies ``torchvision.transforms.v2`` per sample in
+  ``DataLoader`` workers (``--workers``; lightly's tutorials use its ``SimCLRTransform`` the same
+  way), ``lightly.models.modules.SimCLRProjectionHead`` and ``lightly.loss.NTXentLoss``.
+
+Epochs alternate (genssl, lightly, genssl, ...) so machine noise falls on both alike. Images/s is
+training images over the wall seconds of the epochs (data loading and augmentation included, worker
+start-up excluded: the loader's workers persist and the first batch is fetched before the clock).
+Afterwards each encoder, and the untrained one they started from, is scored by the same linear probe
+(genssl's default ``fast`` preset: logistic regression, weight decay chosen on a tenth of train) and
+kNN on the full test split. Prints one JSON object; ``--json`` saves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from genssl.cli.overrides import normalise_overrides
+from genssl.data import dataset_from_config
+from genssl.eval.features import extract_features
+from genssl.eval.probes import knn_probe, linear_probe_whitened
+from genssl.methods import build_method
+from genssl.train.loggers import RunLogger
+from genssl.train.loop import Trainer
+
+
+class TwoViews(Dataset):
+    """Fashion-MNIST images (uint8 [N, 1, 28, 28]) with two per-sample augmented float views each."""
+
+    def __init__(self, images: torch.Tensor, transform: v2.Transform) -> None:
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index]
+        return self.transform(image), self.transform(image)
+
+
+def fashion_transform(crop: dict, hflip: float, size: int) -> v2.Transform:
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=tuple(crop["scale"]), ratio=tuple(crop["ratio"]), antialias=True),
+            v2.RandomHorizontalFlip(hflip),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+
+
+class LightlyStyleSimCLR:
+    """The training loop of lightly's SimCLR example, over genssl's encoder."""
+
+    def __init__(
+        self, encoder: torch.nn.Module, feature_dim: int, images: torch.Tensor, cfg: DictConfig, workers: int
+    ) -> None:
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
+        self.encoder = encoder
+        self.head = SimCLRProjectionHead(feature_dim, 512, 128, num_layers=2, batch_norm=True)
+        self.criterion = NTXentLoss(temperature=float(cfg.model.terms.temperature))
+        params = [*self.encoder.parameters(), *self.head.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=float(cfg.trainer.optim.lr), eps=float(cfg.trainer.optim.eps))
+        transform = fashion_transform(dict(cfg.data.augment.crop), float(cfg.data.augment.hflip), images.shape[-1])
+        self.loader = DataLoader(
+            TwoViews(images, transform),
+            batch_size=int(cfg.trainer.batch_size),
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(int(cfg.seed)),
+        )
+        self.steps_per_epoch = len(self.loader)
+        self.losses: list[float] = []
+
+    def run_epoch(self) -> float:
+        """One epoch; returns its wall seconds (the first batch's wait of the first epoch included)."""
+        self.encoder.train()
+        self.head.train()
+        start = time.perf_counter()
+        total = torch.zeros(())
+        for x0, x1 in self.loader:
+            z0, z1 = self.head(self.encoder(x0)), self.head(self.encoder(x1))
+            loss = self.criterion(z0, z1)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+        seconds = time.perf_counter() - start
+        self.losses.append(total.item() / self.steps_per_epoch)
+        return seconds
+
+
+def content_scores(represent, dataset, cfg, device) -> dict[str, float]:
+    ev = cfg.eval
+    train_x = extract_features(represent, dataset.train.images, device, ev.batch_size, "train", False)
+    test_x = extract_features(represent, dataset.test.images, device, ev.batch_size, "test", False)
+    train_y, test_y = dataset.train.labels, dataset.test.labels
+    linear = linear_probe_whitened(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        dataset.num_classes,
+        list(ev.linear.weight_decays),
+        float(ev.linear.val_fraction),
+        int(ev.linear.whitened_max_iter),
+        int(cfg.seed),
+    )
+    knn = knn_probe(train_x, train_y, test_x, test_y, dataset.num_classes, int(ev.knn.k))
+    return {"linear": round(linear["accuracy"], 4), "knn": round(knn, 4)}
+
+
+def encoder_represent(encoder: torch.nn.Module):
+    def represent(x: torch.Tensor) -> torch.Tensor:
+        encoder.eval()
+        with torch.no_grad():
+            return encoder(x)
+
+    return represent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the lightly-style side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subset", type=int, default=None, help="train on a seeded subset (a quick check)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    overrides = [
+        "method=simclr",
+        "data=fashion_mnist",
+        f"trainer.batch_size={args.batch}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.num_threads={args.threads}",
+        f"seed={args.seed}",
+        "trainer.progress=false",
+        "logger=none",
+    ]
+    if args.subset:
+        overrides.append(f"data.train_subset={args.subset}")
+    with initialize_config_module("genssl.configs", version_base=None):
+        cfg = compose("config", overrides=normalise_overrides(overrides))
+    dataset = dataset_from_config(cfg)
+    side = dataset.image_size
+    torch.manual_seed(args.seed)
+    method = build_method(cfg, dataset.channels, side)
+    untrained = copy.deepcopy(method.guide.base.encoder)
+    lightly_side = LightlyStyleSimCLR(
+        copy.deepcopy(untrained), int(cfg.net.feature_dim), dataset.train.images, cfg, args.workers
+    )
+    run_dir = Path(tempfile.mkdtemp(prefix="peers_simclr_"))
+    trainer = Trainer(cfg, method, dataset, device, run_dir)
+    logger = RunLogger(run_dir, cfg.logger, cfg, enabled=False)
+    genssl_s, lightly_s = [], []
+    with pyro.validation_enabled(False):  # as Trainer.fit runs the loop
+        for epoch in range(args.epochs):
+            start = time.perf_counter()
+            trainer.run_epoch(logger)
+            genssl_s.append(time.perf_counter() - start)
+            lightly_s.append(lightly_side.run_epoch())
+            print(f"epoch {epoch + 1}: genssl {genssl_s[-1]:.1f} s, lightly-style {lightly_s[-1]:.1f} s", flush=True)
+    images = trainer.steps_per_epoch * trainer.batch_size
+    genssl_rate = [images / s for s in genssl_s]
+    lightly_rate = [lightly_side.steps_per_epoch * args.batch / s for s in lightly_s]
+    scores = {
+        "untrained": content_scores(encoder_represent(untrained), dataset, cfg, device),
+        "genssl": content_scores(method.represent, dataset, cfg, device),
+        "lightly_style": content_scores(encoder_represent(lightly_side.encoder), dataset, cfg, device),
+    }
+    result = {
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "threads": args.threads,
+        "workers": args.workers,
+        "genssl_images_per_s": [round(r, 1) for r in genssl_rate],
+        "lightly_style_images_per_s": [round(r, 1) for r in lightly_rate],
+        "ratio_total": round(sum(lightly_s) / sum(genssl_s), 3),
+        "ratio_median_epoch": round(statistics.median(g / lt for g, lt in zip(genssl_rate, lightly_rate)), 3),
+        "lightly_style_epoch_loss": [round(v, 4) for v in lightly_side.losses],
+        "scores": scores,
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "torch": torch.__version__,
+    }
+    print(json.dumps(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
