@@ -9,9 +9,10 @@ batch 256 images Ã— 2 views, and the same augmentation (random resized crop 0.6â
 
 - **genssl**: ``Trainer.run_epoch`` of ``method=simclr`` (batched augmentation of the uint8 batch in
   the training process, the Pyro ELBO, Adam), exactly what ``genssl-train`` runs per epoch;
-- **lightly-style**: a ``Dataset`` that applies ``torchvision.transforms.v2`` per sample in
-  ``DataLoader`` workers (``--workers``; lightly's tutorials use its ``SimCLRTransform`` the same
-  way), ``lightly.models.modules.SimCLRProjectionHead`` and ``lightly.loss.NTXentLoss``.
+- **lightly-style**: a ``Dataset`` that applies ``torchvision.transforms.v2`` to uint8 tensors per
+  sample in ``DataLoader`` workers (``--workers``), or with ``--pil`` the classic path of lightly's
+  tutorials (PIL images, ``torchvision.transforms``, ``ToTensor``), then
+  ``lightly.models.modules.SimCLRProjectionHead`` and ``lightly.loss.NTXentLoss``.
 
 Epochs alternate (genssl, lightly, genssl, ...) so machine noise falls on both alike. Images/s is
 training images over the wall seconds of the epochs (data loading and augmentation included, worker
@@ -37,7 +38,9 @@ import pyro
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 from torchvision.transforms import v2
 
 from genssl.cli.overrides import normalise_overrides
@@ -52,18 +55,28 @@ from genssl.train.loop import Trainer
 class TwoViews(Dataset):
     """Fashion-MNIST images (uint8 [N, 1, 28, 28]) with two per-sample augmented float views each."""
 
-    def __init__(self, images: torch.Tensor, transform: v2.Transform) -> None:
-        self.images, self.transform = images, transform
+    def __init__(self, images: torch.Tensor, transform: v2.Transform, pil: bool = False) -> None:
+        self.images, self.transform, self.pil = images, transform, pil
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[index]
+        if self.pil:  # as torchvision's own datasets hand images to the transform
+            image = Image.fromarray(image[0].numpy(), mode="L")
         return self.transform(image), self.transform(image)
 
 
-def fashion_transform(crop: dict, hflip: float, size: int) -> v2.Transform:
+def fashion_transform(crop: dict, hflip: float, size: int, pil: bool = False) -> v2.Transform:
+    if pil:  # the classic pipeline of lightly's tutorials: PIL in, ToTensor out
+        return T.Compose(
+            [
+                T.RandomResizedCrop(size, scale=tuple(crop["scale"]), ratio=tuple(crop["ratio"])),
+                T.RandomHorizontalFlip(hflip),
+                T.ToTensor(),
+            ]
+        )
     return v2.Compose(
         [
             v2.RandomResizedCrop(size, scale=tuple(crop["scale"]), ratio=tuple(crop["ratio"]), antialias=True),
@@ -77,7 +90,13 @@ class LightlyStyleSimCLR:
     """The training loop of lightly's SimCLR example, over genssl's encoder."""
 
     def __init__(
-        self, encoder: torch.nn.Module, feature_dim: int, images: torch.Tensor, cfg: DictConfig, workers: int
+        self,
+        encoder: torch.nn.Module,
+        feature_dim: int,
+        images: torch.Tensor,
+        cfg: DictConfig,
+        workers: int,
+        pil: bool = False,
     ) -> None:
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
@@ -87,9 +106,10 @@ class LightlyStyleSimCLR:
         self.criterion = NTXentLoss(temperature=float(cfg.model.terms.temperature))
         params = [*self.encoder.parameters(), *self.head.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=float(cfg.trainer.optim.lr), eps=float(cfg.trainer.optim.eps))
-        transform = fashion_transform(dict(cfg.data.augment.crop), float(cfg.data.augment.hflip), images.shape[-1])
+        augment = cfg.data.augment
+        transform = fashion_transform(dict(augment.crop), float(augment.hflip), images.shape[-1], pil)
         self.loader = DataLoader(
-            TwoViews(images, transform),
+            TwoViews(images, transform, pil),
             batch_size=int(cfg.trainer.batch_size),
             shuffle=True,
             drop_last=True,
@@ -153,6 +173,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the lightly-style side")
+    parser.add_argument("--pil", action="store_true", help="lightly-style side on PIL images (torchvision v1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None, help="train on a seeded subset (a quick check)")
     parser.add_argument("--json", type=Path, default=None)
@@ -179,7 +200,7 @@ def main() -> None:
     method = build_method(cfg, dataset.channels, side)
     untrained = copy.deepcopy(method.guide.base.encoder)
     lightly_side = LightlyStyleSimCLR(
-        copy.deepcopy(untrained), int(cfg.net.feature_dim), dataset.train.images, cfg, args.workers
+        copy.deepcopy(untrained), int(cfg.net.feature_dim), dataset.train.images, cfg, args.workers, args.pil
     )
     run_dir = Path(tempfile.mkdtemp(prefix="peers_simclr_"))
     trainer = Trainer(cfg, method, dataset, device, run_dir)
@@ -205,6 +226,7 @@ def main() -> None:
         "batch": args.batch,
         "threads": args.threads,
         "workers": args.workers,
+        "lightly_style_input": "PIL + torchvision.transforms" if args.pil else "uint8 + transforms.v2",
         "genssl_images_per_s": [round(r, 1) for r in genssl_rate],
         "lightly_style_images_per_s": [round(r, 1) for r in lightly_rate],
         "ratio_total": round(sum(lightly_s) / sum(genssl_s), 3),
