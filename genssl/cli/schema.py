@@ -140,6 +140,7 @@ RANGES: dict[str, Range] = {
     "method.student_temp": real(0.0, low_open=True, doc="DINO's student temperature"),
     "method.teacher_temp": real(0.0, low_open=True, doc="DINO's teacher temperature"),
     # The methods' terms (model.terms, an open block: each method takes its own keyword arguments).
+    "model.prior.weights": Range("list[float]", 0.0, doc="class_marginal's weights of the K classes"),
     "model.terms.temperature": real(0.0, low_open=True, doc="the softmax / vMF temperature"),
     "model.terms.kappa": real(0.0, low_open=True, doc="the vMF concentration κ"),
     "model.terms.lambda_": real(0.0, doc="a term's weight"),
@@ -221,6 +222,8 @@ def _check_value(path: str, value: Any, default: Any) -> None:
     spec = RANGES.get(path) or _spec_from_default(default)
     if spec is None:
         return
+    if value == "???":  # OmegaConf's MISSING, left in place: a value the config asks the user for
+        raise ConfigError(f"{path} has no value and needs one: give {path}=<{spec.describe()}>.")
     if value is None:
         if spec.nullable or default is None:
             return
@@ -271,7 +274,9 @@ def _spec_from_default(default: Any) -> Range | None:
     if isinstance(default, float):
         return Range("float")
     if isinstance(default, str):
-        return Range("str")
+        # "???" (OmegaConf's MISSING: a value the user must give, e.g. class_marginal's weights) says nothing
+        # about the type; the reader of the key checks it.
+        return None if default == "???" else Range("str")
     if (
         isinstance(default, Sequence)
         and default
