@@ -270,12 +270,17 @@ def test_runs_launched_with_other_settings_form_their_own_groups(tmp_path):
     plain = [run("plain-0", 0), run("plain-1", 1)]
     prior = [run("vmf-0", 0, "model/prior=vmf_mixture"), run("vmf-1", 1, "model/prior=vmf_mixture", "logger=none")]
     tail = run("tail-0", 0, "model/prior=vmf_mixture", "+data.long_tail=10")
+    weights = [run(f"weights-{i}", 0, "model/prior=class_marginal", f"model.prior.weights=[{w}]") for i, w in
+               enumerate([",".join(["0.0125"] * 80), ",".join(["0.0125"] * 79 + ["0.0126"])])]  # fmt: skip
     damaged = write_run(tmp_path / "damaged", "simclr", 2)
     (damaged / ".hydra").mkdir(exist_ok=True)
     (damaged / ".hydra" / "overrides.yaml").write_text("- [unclosed")
     groups = group_runs(load_runs(find_run_dirs([str(tmp_path)])))["shapes"]
     found = {g.name: sorted(r.path for r in g.runs) for g in groups}
-    assert found == {
+    long_names = [name for name in found if "model.prior.weights" in name]
+    assert len(long_names) == 2 and all(len(name) < 120 for name in long_names)  # cut, and still distinct
+    assert sorted(found[name][0] for name in long_names) == sorted(weights)
+    assert {name: paths for name, paths in found.items() if name not in long_names} == {
         "simclr": sorted([*plain, damaged.resolve()]),
         "simclr [model/prior=vmf_mixture]": sorted(prior),
         "simclr [data.long_tail=10, model/prior=vmf_mixture]": [tail],

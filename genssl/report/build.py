@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -183,6 +184,8 @@ class ReportBuilder:
     def _png(self, *parts: str) -> Path:
         """A unique file name in the output directory for one figure."""
         stem = "-".join(slug(p) for p in parts)
+        if len(stem) > 100:  # a variant with a long override (a list of weights): file systems cap names at 255
+            stem = f"{stem[:80]}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
         name, k = f"{stem}.png", 1
         while name in self._names:
             k += 1

@@ -11,6 +11,7 @@ never stops a report over a sweep.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -480,10 +481,18 @@ def assign_variants(runs: list[Run]) -> None:
         keys = {k for s in settings for k in s}
         differing = sorted(k for k in keys if len({s.get(k) for s in settings}) > 1)
         for run, setting in zip(group, settings):
-            shown = [setting[k] for k in differing if k in setting]
+            shown = [_short(setting[k]) for k in differing if k in setting]
             if run.train.get("epochs") == 0:  # "(untrained)" says it
                 shown = [v for v in shown if _override_key(v) != "trainer.max_epochs"]
             run.variant = ", ".join(shown)
+
+
+def _short(override: str, limit: int = 48) -> str:
+    """``key=value`` with a long value cut, plus a digest of the whole so that cut values stay distinct."""
+    key, _, value = override.partition("=")
+    if len(value) <= limit:
+        return override
+    return f"{key}={value[: limit - 12]}…#{hashlib.sha1(value.encode()).hexdigest()[:6]}"
 
 
 def _load_overrides(path: Path) -> list[str]:
