@@ -66,6 +66,16 @@ def _accuracy(params: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, y: tor
     return ((x @ params[0] + params[1]).argmax(1) == y).float().mean().item()
 
 
+def _validation_split(
+    n: int, choices: int, val_fraction: float, seed: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear probes' seeded (val, fit) split of ``range(n)``: none held out when there is nothing
+    to choose between (a single weight decay)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+    n_val = max(1, int(n * val_fraction)) if choices > 1 else 0
+    return order[:n_val], order[n_val:]
+
+
 def linear_probe(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
@@ -85,11 +95,9 @@ def linear_probe(
     and scored once on the test split. Returns ``{"accuracy", "weight_decay", "val_accuracy"}``.
     """
     train_x, test_x = standardise(train_x.float(), test_x.float())
-    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed)).to(train_x.device)
-    n_val = max(1, int(len(train_x) * val_fraction)) if len(weight_decays) > 1 else 0
-    val, fit = order[:n_val], order[n_val:]
+    val, fit = _validation_split(len(train_x), len(weight_decays), val_fraction, seed, train_x.device)
     best, params = (-1.0, weight_decays[0]), None
-    for decay in sorted(weight_decays, reverse=True) if n_val else []:
+    for decay in sorted(weight_decays, reverse=True) if len(val) else []:
         params = fit_logistic(train_x[fit], train_y[fit], num_classes, decay, max_iter, init=params)
         score = _accuracy(params, train_x[val], train_y[val])
         if score > best[0]:
@@ -301,15 +309,13 @@ def linear_probe_whitened(
     warm-started from the chosen λ's fit. Returns ``{"accuracy", "weight_decay", "val_accuracy"}``.
     """
     train_x, test_x = standardise(train_x.float(), test_x.float())
-    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed)).to(train_x.device)
-    n_val = max(1, int(len(train_x) * val_fraction)) if len(weight_decays) > 1 else 0
-    val, fit = order[:n_val], order[n_val:]
+    val, fit = _validation_split(len(train_x), len(weight_decays), val_fraction, seed, train_x.device)
     mean, basis, scale = whitening_basis(train_x)
     penalty = 1.0 / scale
     z_t = ((train_x - mean) @ basis).T.contiguous()  # [d, n]
     best: tuple[float, float, tuple[torch.Tensor, torch.Tensor] | None] = (-1.0, weight_decays[0], None)
     params = None
-    if n_val:
+    if len(val):
         fit_t, val_t = z_t[:, fit].contiguous(), z_t[:, val]
         for decay in sorted(weight_decays, reverse=True):
             params = fit_logistic_whitened(fit_t, train_y[fit], num_classes, decay, penalty, max_iter, init=params)
