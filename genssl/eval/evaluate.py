@@ -75,6 +75,11 @@ def eval_preset(ev: DictConfig) -> str:
     return name
 
 
+def _whitened_steps(ev: DictConfig) -> int:
+    """``eval.linear.whitened_max_iter`` (50 where a config predates the key)."""
+    return int(ev.linear.get("whitened_max_iter", 50))
+
+
 @contextmanager
 def _timed(timings: dict[str, float] | None, name: str) -> Iterator[None]:
     """Add the wall seconds of the block to ``timings[name]`` (nothing when ``timings`` is None)."""
@@ -158,7 +163,7 @@ def content_metrics(
             num_classes,
             list(ev.linear.weight_decays),
             ev.linear.val_fraction,
-            int(ev.linear.get("whitened_max_iter", 50)) if fast else ev.linear.max_iter,
+            _whitened_steps(ev) if fast else ev.linear.max_iter,
             seed,
         )
     with _timed(timings, "mlp"):
@@ -221,7 +226,7 @@ def style_metrics(
     if not ev.style.enabled:
         return {}
     fast = eval_preset(ev) == "fast"
-    options = {"fast": fast, "whitened_max_iter": int(ev.linear.get("whitened_max_iter", 50))}
+    options = {"fast": fast, "whitened_max_iter": _whitened_steps(ev)}
     train_sub = seeded_subset(len(dataset.train), ev.style.max_train, seed)
     test_sub = seeded_subset(len(dataset.test), ev.style.max_test, seed + 1)
     style: dict[str, Any] = {}
