@@ -188,39 +188,34 @@ def remove_stale_staging(out: Path) -> list[Path]:
     return removed
 
 
-def _lock(folder: Path) -> int | None:
-    """An open descriptor holding an exclusive ``flock`` on ``folder``; None where locks do not work."""
+def _try_lock(folder: Path) -> tuple[int | None, bool | None]:
+    """Try an exclusive non-blocking ``flock`` on ``folder``: ``(descriptor holding it, False)`` when taken,
+    ``(None, True)`` when another open file holds it, ``(None, None)`` where locks do not work."""
     if fcntl is None:
-        return None
+        return None, None
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        return None
+        return None, None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as err:
         os.close(fd)
-        return None
-    return fd
+        return None, (True if isinstance(err, BlockingIOError) else None)
+    return fd, False
+
+
+def _lock(folder: Path) -> int | None:
+    """An open descriptor holding an exclusive ``flock`` on ``folder``; None where it cannot be had."""
+    return _try_lock(folder)[0]
 
 
 def _lock_state(folder: Path) -> bool | None:
     """True when another open file holds ``folder``'s lock, False when it is free, None when unknown."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
+    fd, held = _try_lock(folder)
+    if fd is not None:
         os.close(fd)  # also releases the lock just taken
-    return False
+    return held
 
 
 def publish(staging: Path, out: Path) -> None:
