@@ -377,17 +377,22 @@ def _metric_blocks(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load_config(path: Path) -> dict[str, Any]:
-    config_path = path / ".hydra" / "config.yaml"
-    if not config_path.is_file():
-        return {}
+def _optional_yaml(path: Path) -> Any:
+    """The contents of an optional run file (``.hydra/config.yaml``, ``.hydra/overrides.yaml``); None when
+    it is absent or damaged (with a warning: the run still reports from ``metrics.json``)."""
+    if not path.is_file():
+        return None
     try:
         from omegaconf import OmegaConf
 
-        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
-    except Exception as err:  # a damaged optional file: the run still reports from metrics.json
-        warn(f"ignoring {config_path}: {err}")
-        return {}
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as err:
+        warn(f"ignoring {path}: {err}")
+        return None
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    config = _optional_yaml(path / ".hydra" / "config.yaml")
     return config if isinstance(config, dict) else {}
 
 
@@ -496,14 +501,5 @@ def _short(override: str, limit: int = 48) -> str:
 
 
 def _load_overrides(path: Path) -> list[str]:
-    overrides_path = path / ".hydra" / "overrides.yaml"
-    if not overrides_path.is_file():
-        return []
-    try:
-        from omegaconf import OmegaConf
-
-        overrides = OmegaConf.to_container(OmegaConf.load(overrides_path))
-    except Exception as err:  # a damaged optional file: the run still reports, as one of its method
-        warn(f"ignoring {overrides_path}: {err}")
-        return []
+    overrides = _optional_yaml(path / ".hydra" / "overrides.yaml")
     return [str(o) for o in overrides] if isinstance(overrides, list) else []
