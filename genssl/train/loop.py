@@ -90,10 +90,10 @@ class Trainer:
         # Schedules (learning rate, EMA momentum) span the planned run; max_steps only stops it early.
         self.total_steps = max(tcfg.max_epochs * self.steps_per_epoch, 1)
         self.lr_at: Callable[[int], float] = schedule_from_config(tcfg.optim, self.steps_per_epoch, self.total_steps)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=str(tcfg.precision) == "16")
-        self.max_steps = tcfg.max_steps if tcfg.max_steps is not None else math.inf
         # Read once: an OmegaConf attribute costs tens of microseconds, a step of a small network ~1 ms.
         self.precision, self.log_every = str(tcfg.precision), int(tcfg.log_every)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "16")
+        self.max_steps = tcfg.max_steps if tcfg.max_steps is not None else math.inf
         self.checkpoint_path = run_dir / CHECKPOINT
         self.run_dir = run_dir
         self.state = TrainState()
