@@ -42,11 +42,13 @@ class MaskedEncoderGuide(EncoderGuide):
         """
         batch, num_views = views.shape[:2]
         flat = views.flatten(0, 1)
+        keep = None  # a given mask's visible count is counted and checked
         if mask is None:
             mask = random_patch_mask(len(flat), self.encoder.num_patches, self.mask_ratio, device=views.device)
+            keep = self.num_visible
         else:
             mask = mask.flatten(0, 1)
-        tokens = self.encoder.encode_masked(flat, mask).float()
+        tokens = self.encoder.encode_masked(flat, mask, keep).float()
         unflat = (batch, num_views)
         return mask.unflatten(0, unflat), tokens[:, 0].unflatten(0, unflat), tokens[:, 1:].unflatten(0, unflat)
 

@@ -133,7 +133,7 @@ class MaskedPatchModel(nn.Module):
             cls = pyro.sample("cls", dist.ImproperUniform(real, (batch,), (num_views, width)))
             tokens = pyro.sample("tokens", dist.ImproperUniform(real, (batch,), (num_views, visible, width)))
             encoded = torch.cat([cls.flatten(0, 1).unsqueeze(1), tokens.flatten(0, 1)], dim=1)
-            prediction = self.decoder(encoded, mask.flatten(0, 1)).float().unflatten(0, (batch, num_views))
+            prediction = self.decoder(encoded, mask.flatten(0, 1), visible).float().unflatten(0, (batch, num_views))
             target = patch_targets(views.flatten(0, 1).float(), self.decoder.patch_size, self.norm_pix_loss)
             target = target.unflatten(0, (batch, num_views))
             hidden_values = batch * num_views * (length - visible) * self.decoder.patch_dim

@@ -20,6 +20,7 @@ from torch import nn
 from genssl.errors import ConfigError, choices
 from genssl.inference.hooks import TrainingHooks
 from genssl.inference.lean_elbo import LeanELBO, Unsupported
+from genssl.inference.replay import ReplayedLoss
 
 # "meanfield" uses analytic KL terms wherever both sites have one registered; "enum" sums over the
 # discrete latents marked for enumeration (a guide's class codes, a prior's mixture component) exactly.
@@ -52,6 +53,8 @@ class PyroSSL(nn.Module, TrainingHooks):
         self.lean = LeanELBO(analytic_kl=elbo == "meanfield")
         self.use_lean = False
         self.lean_check: str = "not checked"
+        # The lean loss traced once and replayed (replay.py), when enable_replay() is called.
+        self.replay: ReplayedLoss | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -70,8 +73,27 @@ class PyroSSL(nn.Module, TrainingHooks):
         """−ELBO of views [B, J, C, H, W]; ``index`` (the images' dataset indices) reaches guides that use it."""
         args = (views, index) if index is not None and self.uses_index else (views,)
         if self.use_lean:
-            return self.lean.differentiable_loss(self.model, self.guide, *args)
+            return self.lean_loss(*args) if self.replay is None else self.replay(*args)
         return self.pyro_loss(*args)
+
+    def lean_loss(self, *args: torch.Tensor) -> torch.Tensor:
+        """−ELBO by the lean estimator (lean_elbo.py), run eagerly."""
+        return self.lean.differentiable_loss(self.model, self.guide, *args)
+
+    def enable_replay(self, enabled: bool = True) -> None:
+        """Replay the lean loss from a trace checked against it (replay.py) once it is in use; the first
+        training steps of each new input signature run it eagerly. ``pyro.param`` state outside the
+        modules keeps it eager."""
+        self.replay = None
+        if enabled and self.use_lean:
+            self.replay = ReplayedLoss(self, self.lean_loss)
+            if self.extra_parameters():
+                self.replay.reason = "pyro.param parameters outside the modules"
+
+    @property
+    def estimator(self) -> str:
+        """Which estimator computes the loss, and whether it is replayed."""
+        return self.lean_check if self.replay is None else f"{self.lean_check}; {self.replay.status}"
 
     def pyro_loss(self, *args: torch.Tensor) -> torch.Tensor:
         """−ELBO by Pyro's own estimator (``model.elbo``): the reference the lean one is checked against."""

@@ -56,7 +56,7 @@ class DirectPredictor(nn.Module):
     def observe(self, f: torch.Tensor) -> None:
         """Fold a batch of projector outputs into F̂; every ``freq`` updates, reset W_p from it."""
         self.correlation.copy_(running_correlation(self.correlation, f.detach().float(), self.rho))
-        if int(self.updates) % self.freq == 0:
+        if self.freq == 1 or int(self.updates) % self.freq == 0:  # freq 1: no read of the count (traceable)
             self.weight.copy_(directpred_weight(self.correlation, self.eps, self.variant))
         self.updates += 1
 

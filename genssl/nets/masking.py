@@ -73,17 +73,20 @@ def random_patch_mask(
     return mask.scatter_(1, visible, 0.0)
 
 
-def mask_order(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def mask_order(mask: torch.Tensor, keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """For masks [N, L]: (visible-first order [N, L], its inverse permutation [N, L], visible count).
 
     The order lists the visible patches in increasing index, then the masked ones; gathering with
     its first ``visible count`` entries selects the encoder's input, and gathering a
     [visible tokens, mask tokens] sequence with the inverse puts every token back at its patch.
+    ``keep``: the visible count when the caller drew the masks and knows it (no read of the masks'
+    values, so a traced step does not depend on them); else it is counted and checked.
     """
-    counts = (mask < 0.5).sum(1)
-    keep = int(counts[0]) if len(counts) else 0
-    if len(counts) and not bool((counts == keep).all()):
-        raise ShapeError("Every mask in a batch must hide the same number of patches.")
+    if keep is None:
+        counts = (mask < 0.5).sum(1)
+        keep = int(counts[0]) if len(counts) else 0
+        if len(counts) and not bool((counts == keep).all()):
+            raise ShapeError("Every mask in a batch must hide the same number of patches.")
     # A stable sort of the 0/1 mask is the order described above.
     order = torch.argsort(mask, dim=1, stable=True)
     return order, torch.argsort(order, dim=1), keep

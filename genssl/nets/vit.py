@@ -180,9 +180,9 @@ class ViTEncoder(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def encode_masked(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Tokens of the patches that ``mask`` [N, L] (1 = hidden) leaves visible."""
-        order, _, keep = mask_order(mask)
+    def encode_masked(self, images: torch.Tensor, mask: torch.Tensor, keep: int | None = None) -> torch.Tensor:
+        """Tokens of the patches that ``mask`` [N, L] (1 = hidden) leaves visible (``keep`` of them, if known)."""
+        order, _, keep = mask_order(mask, keep)
         return self.encode(images, order[:, :keep])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -217,9 +217,10 @@ class MaskedPatchDecoder(nn.Module):
         self.predict = nn.Linear(width, self.patch_dim)
         _init_weights(self)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predictions [N, L, P] from encoder tokens [N, 1 + L_vis, W_enc] and the masks [N, L] that chose them."""
-        order, restore, keep = mask_order(mask)
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, keep: int | None = None) -> torch.Tensor:
+        """Predictions [N, L, P] from encoder tokens [N, 1 + L_vis, W_enc] and the masks [N, L] that chose them
+        (``keep`` visible patches each, if known)."""
+        order, restore, keep = mask_order(mask, keep)
         if tokens.shape[1] != 1 + keep:
             raise ShapeError(
                 f"The decoder got {tokens.shape[1] - 1} visible tokens but the mask leaves {keep} patches visible."

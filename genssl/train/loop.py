@@ -112,6 +112,9 @@ class Trainer:
             check_input_shape(self.method, probe)
         if lean_estimator(self.tcfg):
             self.method.enable_lean(probe)
+            self.method.enable_replay(bool(self.tcfg.get("replay", True)))
+            if self.method.replay is not None and self.tcfg.get("compile", False):
+                self.method.replay.reason = "trainer.compile compiles the networks instead"
         return probe
 
     def fit(self) -> TrainState:
