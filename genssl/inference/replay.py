@@ -12,7 +12,7 @@ and random draws (reparameterised samples) happen on replay as they did when tra
 
 A trace holds for one *signature*: the input and state shapes, the train/eval mode, gradient and
 autocast state and the Python numbers held as module attributes (temperatures, momenta). A new
-signature runs the eager lean loss; one met on two consecutive calls is traced, checked against the
+signature runs the eager lean loss; one met on three consecutive calls is traced, checked against the
 eager loss on the same random draws (loss, every gradient, every buffer it moves) and replayed from
 then on. Programs the tracer cannot follow (data-dependent Python branches, ``pyro.param`` state
 outside the modules, several processes) keep the eager lean loss; ``reason`` says why.
@@ -20,23 +20,25 @@ outside the modules, several processes) keep the eager lean loss; ``reason`` say
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-import warnings
-
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.fx import GraphModule, Node
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.func import functional_call
 
 aten = torch.ops.aten
 # Operations that return their input unchanged when the shape, dtype and strides already match.
-_IDENTITY_WHEN_SAME = {aten.expand.default, aten.expand_as.default, aten.to.dtype, aten.to.device,
-                       aten.contiguous.default, aten.alias.default, aten.view.default, aten.reshape.default}  # fmt: skip
+_IDENTITY_WHEN_SAME = {
+    aten.expand.default, aten.expand_as.default, aten.to.dtype, aten.to.device,
+    aten.contiguous.default, aten.alias.default, aten.view.default, aten.reshape.default,
+}  # fmt: skip
 _GRAD_MODE = torch._C._set_grad_enabled
 MAX_SIGNATURES = 4  # traces kept (train steps, and e.g. a last smaller batch)
+EAGER_CALLS = 2  # calls with a new signature that run eagerly before it is traced: short runs never trace
 
 
 class NotReplayable(Exception):
@@ -49,14 +51,10 @@ class _Loss(nn.Module):
     def __init__(self, method: nn.Module, loss: Callable[..., torch.Tensor]) -> None:
         super().__init__()
         self.method = method
-        self.loss = loss
+        self.__dict__["loss"] = loss  # not a submodule even when it is the module itself
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         return self.loss(*args)
-
-
-def _state(modules: list[nn.Module]) -> list[torch.Tensor]:
-    return [t for m in modules for d in (m._parameters, m._buffers) for t in d.values() if t is not None]
 
 
 def _scalar_attributes(modules: list[nn.Module]) -> list[tuple[nn.Module, str, Any]]:
@@ -70,13 +68,23 @@ class ReplayedLoss:
     def __init__(self, method: nn.Module, loss: Callable[..., torch.Tensor], rtol: float = 1e-4) -> None:
         self.wrapper = _Loss(method, loss)
         self.loss, self.rtol = loss, rtol
-        named = list(self.wrapper.named_modules(remove_duplicate=False))  # a shared module: each of its names
-        self.modules = [m for _, m in named]
-        self.names = [f"{prefix}.{name}".lstrip(".") for prefix, m in named
-                      for d in (m._parameters, m._buffers) for name, t in d.items() if t is not None]  # fmt: skip
+        self.modules = list(self.wrapper.modules())
+        # Each distinct tensor once, under its first name (functional_call ties the other names to it),
+        # read afresh on every call from the dict that holds it: a reassigned buffer is seen.
+        self.names: list[str] = []
+        self.slots: list[tuple[dict, str]] = []
+        seen: set[int] = set()
+        for prefix, module in self.wrapper.named_modules():
+            for holder in (module._parameters, module._buffers):
+                for key, tensor in holder.items():
+                    if tensor is not None and id(tensor) not in seen:
+                        seen.add(id(tensor))
+                        self.names.append(f"{prefix}.{key}".lstrip("."))
+                        self.slots.append((holder, key))
         self.scalars = _scalar_attributes(self.modules)
         self.graphs: dict[tuple, Callable[..., torch.Tensor]] = {}
         self.last_miss: tuple | None = None
+        self.misses = 0  # consecutive calls with the signature last_miss
         self.reason: str | None = None  # set when replay is given up
         self.replayed = 0
 
@@ -89,7 +97,10 @@ class ReplayedLoss:
     def signature(self, state: list[torch.Tensor], args: tuple[torch.Tensor, ...]) -> tuple:
         return (
             torch.is_grad_enabled(),
-            torch.is_autocast_enabled(),
+            # Under autocast, or with argument validation (checks on values, each step), it runs eagerly.
+            torch.is_autocast_enabled("cpu")
+            or (bool(args) and torch.is_autocast_enabled(args[0].device.type))
+            or torch.distributions.Distribution._validate_args,
             tuple((t.shape, t.dtype, t.device, t.requires_grad) for t in (*state, *args)),
             tuple(getattr(m, k) for m, k, _ in self.scalars),
         )
@@ -97,12 +108,13 @@ class ReplayedLoss:
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         if self.reason is not None:
             return self.loss(*args)
-        state = _state(self.modules)
+        state = [holder[key] for holder, key in self.slots]
         key = self.signature(state, args)
         graph = self.graphs.get(key)
         if graph is None:
-            if key != self.last_miss or not key[0] or key[1]:  # new, without gradients, or under autocast
-                self.last_miss = key
+            self.misses = self.misses + 1 if key == self.last_miss else 1
+            self.last_miss = key
+            if self.misses <= EAGER_CALLS or not key[0] or key[1]:  # new, no gradients, autocast or validation
                 return self.loss(*args)
             try:
                 graph = self._trace_and_check(state, args)
@@ -128,7 +140,8 @@ class ReplayedLoss:
         try:
             gm = make_fx(flat, tracing_mode="fake", pre_dispatch=True)(*state, *args)
         except Exception as err:  # noqa: BLE001 - whatever the tracer cannot follow, the eager loss can
-            raise NotReplayable(f"the tracer stopped at {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            first_line = str(err).splitlines()[0][:200] if str(err) else ""
+            raise NotReplayable(f"the tracer stopped at {type(err).__name__}: {first_line}") from None
         for m in self.modules:
             changed = [k for k, v in vars(m).items() if k not in before[id(m)] or before[id(m)][k] is not v]
             changed = [k for k in changed if not k.startswith("_") or k in ("_parameters", "_buffers")]

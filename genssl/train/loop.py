@@ -271,6 +271,7 @@ class Trainer:
             "loss": epoch_loss / max(epoch_steps, 1),
             "seconds": time.perf_counter() - start,
             "samples_per_s": state.samples / max(state.seconds, 1e-9),
+            "estimator": self.method.estimator,
         }
         logger.log(record)
         if tcfg.progress:

@@ -1,0 +1,169 @@
+"""The replayed lean loss (genssl.inference.replay) trains exactly as the eager one.
+
+For every method, two copies from one seed take the same SGD steps on the same views and random
+draws, one replaying its traced loss and one eager: the losses, weights and buffers must agree. The
+mechanism's own cases use small modules: gradient-free regions, constants written in place, Python
+numbers that change, branches on tensor values and state kept outside the buffers.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pyro
+import pytest
+import torch
+from test_lean_elbo import CASES, build
+from torch import nn
+
+from genssl.inference.replay import EAGER_CALLS, ReplayedLoss
+
+STEPS = EAGER_CALLS + 3  # eager calls, the traced and checked one, then replays
+
+
+@pytest.fixture(autouse=True)
+def no_validation():
+    """The loop trains without Pyro's argument validation (its checks read values: those steps stay eager)."""
+    with pyro.validation_enabled(False):
+        yield
+
+
+def train(method, views, index, steps=STEPS):
+    # SGD, not Adam: Adam turns float rounding in gradients that are zero in exact arithmetic (a bias
+    # before BatchNorm) into steps of ±lr, which would hide what the comparison is about.
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for step in range(steps):
+        with torch.random.fork_rng():
+            torch.manual_seed(100 + step)
+            loss = method(views, index)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        method.after_step(step / steps)
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=lambda o: "-".join(x.split("=")[1] for x in o))
+def test_replayed_training_is_eager_training(overrides):
+    method, views, index = build(overrides)
+    method.train()
+    assert method.enable_lean(views, index)
+    eager = copy.deepcopy(method)
+    method.enable_replay()
+    assert eager.replay is None
+    replayed_losses, eager_losses = train(method, views, index), train(eager, views, index)
+    if method.extra_parameters():  # pyro.param state lives outside the modules: kept eager, and said so
+        assert "pyro.param" in method.estimator and replayed_losses == eager_losses
+        return
+    if "model.prior=vmf_mixture" in overrides:  # its normaliser's Bessel function runs in NumPy: eager, and said so
+        assert ".numpy()" in method.estimator and replayed_losses == eager_losses
+        return
+    assert method.replay.reason is None, method.estimator
+    assert method.replay.replayed == STEPS - EAGER_CALLS, method.estimator
+    torch.testing.assert_close(torch.tensor(replayed_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
+    for (name, a), (_, b) in zip(method.state_dict().items(), eager.state_dict().items()):
+        # DirectPred's predictor is an eigendecomposition of F̂: rounding moves it by ~1e-4 of its scale.
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=f"{name} differs after replayed training")
+
+
+class Toy(nn.Module):
+    """A loss with the hazards a trace must keep: a no-grad region, a buffer updated in place, a
+    constant mask written in place, a random draw and a Python temperature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3))
+        self.register_buffer("running", torch.zeros(3))
+        self.temperature = 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x @ self.weight
+        with torch.no_grad():
+            target = z * 2.0  # no gradient through the target
+            self.running.mul_(0.9).add_(0.1 * z.mean(0))
+        mask = torch.ones(3).scatter_(0, torch.randint(0, 3, (1,)), 0.0)  # ones() must not be folded
+        noise = torch.randn_like(z)
+        return ((z - target) ** 2 * mask).sum() / self.temperature + (z * noise).mean()
+
+
+def run(module, loss, x, calls):
+    out = []
+    for call in range(calls):
+        torch.manual_seed(call)
+        value = loss(x)
+        (grad,) = torch.autograd.grad(value, module.weight)
+        out.append((value.detach(), grad, module.running.clone()))
+    return out
+
+
+def test_replay_keeps_no_grad_regions_in_place_updates_and_draws():
+    torch.manual_seed(0)
+    module, x = Toy(), torch.randn(8, 4)
+    twin = copy.deepcopy(module)
+    replayed = ReplayedLoss(module, module)
+    got, want = run(module, replayed, x, 8), run(twin, twin, x, 8)
+    assert replayed.reason is None and replayed.replayed == 8 - EAGER_CALLS, replayed.status
+    for (a, ga, ra), (b, gb, rb) in zip(got, want):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(ga, gb)
+        torch.testing.assert_close(ra, rb)
+
+
+def test_a_changed_python_number_is_a_new_signature():
+    torch.manual_seed(0)
+    module, x = Toy(), torch.randn(8, 4)
+    replayed = ReplayedLoss(module, module)
+    run(module, replayed, x, EAGER_CALLS + 2)
+    module.temperature = 0.25  # e.g. a schedule: the old trace would use 0.5
+    twin = copy.deepcopy(module)
+    got, want = run(module, replayed, x, EAGER_CALLS + 2), run(twin, twin, x, EAGER_CALLS + 2)
+    for (a, ga, _), (b, gb, _) in zip(got, want):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(ga, gb)
+    assert len(replayed.graphs) == 2
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x @ self.weight).sum() > 0:  # a branch on a value: a trace would freeze one side
+            return (x @ self.weight).exp().sum()
+        return (x @ self.weight).sum()
+
+
+class Stasher(Branchy):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last = (x @ self.weight).detach()  # state outside the buffers: a replay would never set it
+        return self.last.sum() + self.weight.sum()
+
+
+@pytest.mark.parametrize(("cls", "why"), [(Branchy, "tracer stopped"), (Stasher, "sets ['last']")])
+def test_programs_a_trace_cannot_hold_stay_eager(cls, why):
+    torch.manual_seed(0)
+    module, x = cls(), torch.randn(5, 3)
+    replayed = ReplayedLoss(module, module)
+    values = [replayed(x) for _ in range(EAGER_CALLS + 3)]
+    assert why in replayed.status and replayed.replayed == 0
+    for value in values:
+        torch.testing.assert_close(value, module(x))
+
+
+def test_without_gradients_under_autocast_or_validation_the_loss_runs_eagerly():
+    torch.manual_seed(0)
+    module, x = Toy(), torch.randn(8, 4)
+    replayed = ReplayedLoss(module, module)
+    with pyro.validation_enabled(True):
+        for _ in range(EAGER_CALLS + 3):
+            replayed(x)
+    with torch.no_grad():
+        for _ in range(EAGER_CALLS + 3):
+            replayed(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(EAGER_CALLS + 3):
+            replayed(x)
+    assert not replayed.graphs and replayed.reason is None
