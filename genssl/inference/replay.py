@@ -207,6 +207,10 @@ def simplify(gm: GraphModule) -> None:
 
 
 def _same_layout(node: Node, source: Any) -> bool:
+    arguments = node.target._schema.arguments
+    given = {**{a.name: v for a, v in zip(arguments, node.args)}, **node.kwargs}
+    if given.get("copy", False):  # asked for a copy: the caller may write to it
+        return False
     a, b = node.meta.get("val"), getattr(source, "meta", {}).get("val")
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         return False
