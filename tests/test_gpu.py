@@ -59,6 +59,7 @@ def test_the_training_step_never_waits_for_the_gpu():
 
     from genssl.cli.overrides import normalise_overrides
     from genssl.data.types import ImageDataset, ImageSplit
+    from genssl.inference.replay import EAGER_CALLS
     from genssl.methods import build_method
     from genssl.runtime import epoch_generator
     from genssl.train.loop import Trainer, _Window
@@ -73,7 +74,10 @@ def test_the_training_step_never_waits_for_the_gpu():
         trainer = Trainer(cfg, method, ImageDataset("s", split, split, 1, ["0"]), device, Path(tempfile.mkdtemp()))
         generator = epoch_generator(0, 0, device)
         window = _Window(device, 0.0)
-        trainer.step(torch.arange(64, device=device), generator)  # warm-up (lazy CUDA init may sync)
+        # Warm-up: lazy CUDA init may sync, and so does the replay's one-off trace and check (replay.py).
+        for _ in range(EAGER_CALLS + 2):
+            trainer.step(torch.arange(64, device=device), generator)
+        assert "replayed" in method.estimator, method.estimator
         torch.cuda.set_sync_debug_mode("error")
         try:
             for i in range(3):
@@ -102,3 +106,27 @@ def test_speed_options_on_cuda(tmp_path, options):
     )
     assert result.returncode == 0, result.stderr
     assert (run_dir / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("method_name", ["simclr", "simvae", "dino"])
+def test_replayed_training_is_eager_training_on_cuda(method_name):
+    """The traced-and-replayed loss (TorchScript on the GPU) trains as the eager one, as on the CPU."""
+    import copy
+
+    import pyro
+    from test_lean_elbo import build
+    from test_replay import train
+
+    method, views, index = build([f"method={method_name}"])
+    device = torch.device("cuda")
+    method, views = method.to(device), views.to(device)
+    method.train()
+    assert method.enable_lean(views, index)
+    eager = copy.deepcopy(method)
+    method.enable_replay()
+    with pyro.validation_enabled(False):
+        replayed_losses, eager_losses = train(method, views, index), train(eager, views, index)
+    assert method.replay.reason is None and method.replay.replayed > 0, method.estimator
+    torch.testing.assert_close(torch.tensor(replayed_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
+    for (name, a), (_, b) in zip(method.state_dict().items(), eager.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=f"{name} differs after replayed training")

@@ -296,9 +296,21 @@ def _fold_constants(gm: GraphModule) -> None:
         node.replace_all_uses_with(folded)
 
 
+class _Interpreted:
+    """A TorchScript graph run by its interpreter without the graph executor's optimisations (its
+    autodiff regroups the backward): the eager operations, dispatched from C++, bit for bit."""
+
+    def __init__(self, scripted: torch.jit.ScriptModule) -> None:
+        self.scripted = scripted
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        with torch.jit.optimized_execution(False):
+            return self.scripted(*tensors)
+
+
 def _compile(gm: GraphModule, state: list[torch.Tensor], args: tuple[torch.Tensor, ...]) -> Callable:
-    """TorchScript's trace of the trimmed graph (its interpreter dispatches each operation in C++); the
-    trace runs the graph once, so the buffers it moves and the random stream are put back."""
+    """TorchScript's trace of the trimmed graph (:class:`_Interpreted`); the trace runs the graph
+    once, so the buffers it moves and the random stream are put back."""
     buffers = [t for t in state if not t.requires_grad]
     saved = [b.clone() for b in buffers]
     devices = [t.device for t in args if t.device.type == "cuda"][:1]
@@ -306,9 +318,8 @@ def _compile(gm: GraphModule, state: list[torch.Tensor], args: tuple[torch.Tenso
         with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
             # TorchScript is deprecated for new models; here it only runs an already-trimmed graph, checked below.
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
-            scripted = torch.jit.trace(gm, (*state, *args), check_trace=False)
-    except Exception as err:  # noqa: BLE001 - the Python replay of the graph is the fallback
-        del err
+            scripted = _Interpreted(torch.jit.trace(gm, (*state, *args), check_trace=False))
+    except Exception:  # noqa: BLE001 - the Python replay of the graph is the fallback
         scripted = gm
     finally:
         with torch.no_grad():
