@@ -110,6 +110,22 @@ def test_replay_keeps_no_grad_regions_in_place_updates_and_draws():
         torch.testing.assert_close(ra, rb)
 
 
+def test_a_copied_method_replays_its_own_tensors():
+    method, views, index = build(["method=simclr"])
+    method.train()
+    assert method.enable_lean(views, index)
+    method.enable_replay()
+    train(method, views, index)
+    copied = copy.deepcopy(method)
+    assert copied.replay is not method.replay and copied.replay.wrapper.method is copied and not copied.replay.graphs
+    with torch.no_grad():
+        next(copied.parameters()).add_(1.0)  # the copy's weights move; a trace of the original's would miss it
+    eager = copy.deepcopy(copied)
+    eager.replay = None
+    assert train(copied, views, index) == train(eager, views, index)
+    assert copied.replay.replayed > 0 and copied.replay.reason is None
+
+
 def test_a_changed_python_number_is_a_new_signature():
     torch.manual_seed(0)
     module, x = Toy(), torch.randn(8, 4)

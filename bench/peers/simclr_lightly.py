@@ -14,6 +14,11 @@ batch 256 images Ã— 2 views, and the same augmentation (random resized crop 0.6â
   tutorials (PIL images, ``torchvision.transforms``, ``ToTensor``), then
   ``lightly.models.modules.SimCLRProjectionHead`` and ``lightly.loss.NTXentLoss``.
 
+``--precision bf16 --channels-last`` runs both sides in bfloat16 autocast with channels-last
+convolutions (genssl: ``trainer.precision=bf16 trainer.channels_last=true``; the lightly-style side:
+``torch.autocast`` around the forward, the encoder and its inputs in channels-last order), which pays on
+CPUs with AVX512-BF16 or AMX.
+
 Epochs alternate (genssl, lightly, genssl, ...) so machine noise falls on both alike. Images/s is
 training images over the wall seconds of the epochs (data loading and augmentation included, worker
 start-up excluded: the loader's workers persist and the first batch is fetched before the clock).
@@ -97,11 +102,15 @@ class LightlyStyleSimCLR:
         cfg: DictConfig,
         workers: int,
         pil: bool = False,
+        channels_last: bool = False,
     ) -> None:
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
 
         self.encoder = encoder
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.encoder.to(memory_format=self.memory_format)
+        self.precision = str(cfg.trainer.precision)
         self.head = SimCLRProjectionHead(feature_dim, 512, 128, num_layers=2, batch_norm=True)
         self.criterion = NTXentLoss(temperature=float(cfg.model.terms.temperature))
         params = [*self.encoder.parameters(), *self.head.parameters()]
@@ -127,8 +136,10 @@ class LightlyStyleSimCLR:
         start = time.perf_counter()
         total = torch.zeros(())
         for x0, x1 in self.loader:
-            z0, z1 = self.head(self.encoder(x0)), self.head(self.encoder(x1))
-            loss = self.criterion(z0, z1)
+            x0, x1 = x0.contiguous(memory_format=self.memory_format), x1.contiguous(memory_format=self.memory_format)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                z0, z1 = self.head(self.encoder(x0)), self.head(self.encoder(x1))
+            loss = self.criterion(z0.float(), z1.float())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -174,6 +185,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the lightly-style side")
     parser.add_argument("--pil", action="store_true", help="lightly-style side on PIL images (torchvision v1)")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32", help="both sides")
+    parser.add_argument("--channels-last", action="store_true", help="both sides: channels-last convolutions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None, help="train on a seeded subset (a quick check)")
     parser.add_argument("--json", type=Path, default=None)
@@ -189,6 +202,8 @@ def main() -> None:
         f"seed={args.seed}",
         "trainer.progress=false",
         "logger=none",
+        f"trainer.precision={args.precision}",
+        f"trainer.channels_last={str(args.channels_last).lower()}",
     ]
     if args.subset:
         overrides.append(f"data.train_subset={args.subset}")
@@ -200,7 +215,13 @@ def main() -> None:
     method = build_method(cfg, dataset.channels, side)
     untrained = copy.deepcopy(method.guide.base.encoder)
     lightly_side = LightlyStyleSimCLR(
-        copy.deepcopy(untrained), int(cfg.net.feature_dim), dataset.train.images, cfg, args.workers, args.pil
+        copy.deepcopy(untrained),
+        int(cfg.net.feature_dim),
+        dataset.train.images,
+        cfg,
+        args.workers,
+        args.pil,
+        args.channels_last,
     )
     run_dir = Path(tempfile.mkdtemp(prefix="peers_simclr_"))
     trainer = Trainer(cfg, method, dataset, device, run_dir)
@@ -227,6 +248,9 @@ def main() -> None:
         "threads": args.threads,
         "workers": args.workers,
         "lightly_style_input": "PIL + torchvision.transforms" if args.pil else "uint8 + transforms.v2",
+        "precision": args.precision,
+        "channels_last": args.channels_last,
+        "genssl_estimator": method.estimator,
         "genssl_images_per_s": [round(r, 1) for r in genssl_rate],
         "lightly_style_images_per_s": [round(r, 1) for r in lightly_rate],
         "ratio_total": round(sum(lightly_s) / sum(genssl_s), 3),

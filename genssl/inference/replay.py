@@ -20,6 +20,7 @@ outside the modules, several processes) keep the eager lean loss; ``reason`` say
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -88,11 +89,20 @@ class ReplayedLoss:
         self.reason: str | None = None  # set when replay is given up
         self.replayed = 0
 
+    def __deepcopy__(self, memo: dict) -> ReplayedLoss:
+        """A copy of the method gets its own replay, traced afresh (traces hold the original's tensors)."""
+        copied = ReplayedLoss(copy.deepcopy(self.wrapper.method, memo), copy.deepcopy(self.loss, memo), self.rtol)
+        copied.reason = self.reason
+        return copied
+
     @property
     def status(self) -> str:
         if self.reason is not None:
             return f"eager (not replayed: {self.reason})"
-        return f"replayed ({len(self.graphs)} trace{'s' * (len(self.graphs) != 1)}, {self.replayed} steps)"
+        traces = f"{len(self.graphs)} trace{'s' * (len(self.graphs) != 1)}"
+        if self.replayed == 0 and self.last_miss is not None and self.last_miss[1]:
+            return f"eager (not replayed under autocast or argument validation; {traces})"
+        return f"replayed ({traces}, {self.replayed} steps)"
 
     def signature(self, state: list[torch.Tensor], args: tuple[torch.Tensor, ...]) -> tuple:
         return (
