@@ -20,7 +20,6 @@ outside the modules, several processes) keep the eager lean loss; ``reason`` say
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -89,11 +88,9 @@ class ReplayedLoss:
         self.reason: str | None = None  # set when replay is given up
         self.replayed = 0
 
-    def __deepcopy__(self, memo: dict) -> ReplayedLoss:
-        """A copy of the method gets its own replay, traced afresh (traces hold the original's tensors)."""
-        copied = ReplayedLoss(copy.deepcopy(self.wrapper.method, memo), copy.deepcopy(self.loss, memo), self.rtol)
-        copied.reason = self.reason
-        return copied
+    def __getstate__(self) -> dict[str, Any]:
+        """Copied or pickled without its traces (they hold the original's tensors): a copy traces afresh."""
+        return {**vars(self), "graphs": {}, "last_miss": None, "misses": 0, "replayed": 0}
 
     @property
     def status(self) -> str:
