@@ -10,7 +10,9 @@ augmentation, computes the published loss by hand from the same modules (encoder
 EMA target), and takes the same Adam step and EMA updates. The two alternate in rounds within one
 process, so machine noise hits both alike; the figures are medians over rounds. With tiny networks
 compute is ~0 and the difference is the framework; at the default sizes the ratio is what a user
-pays. Prints one JSON line per (method, size).
+pays. The warm-up steps before the timing include the replay's one-off trace and check
+(``trainer.replay``, genssl/inference/replay.py); ``estimator`` in the output says which loss ran.
+Prints one JSON line per (method, size).
 """
 
 from __future__ import annotations
