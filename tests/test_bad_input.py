@@ -63,6 +63,7 @@ def assert_refused(code: int, err: str, *fragments: str) -> None:
 
 
 CONFIG_CASES = [
+    (["method=simclr", "trainer.replay=maybe"], ["trainer.replay", "'maybe'", "true or false"]),
     (["method=simclr", "trainer.batch_size=abc"], ["trainer.batch_size", "'abc'", "integer ≥ 1"]),
     (["method=simclr", "trainer.batch_size=0"], ["trainer.batch_size=0", "≥ 1"]),
     (["method=simclr", "trainer.batch_size=-5"], ["trainer.batch_size=-5"]),

@@ -11,10 +11,12 @@ values and state kept outside the buffers.
 from __future__ import annotations
 
 import copy
+import json
 
 import pyro
 import pytest
 import torch
+from conftest import TINY, run_cli
 from test_lean_elbo import CASES, build
 from torch import nn
 
@@ -182,3 +184,18 @@ def test_without_gradients_under_autocast_or_validation_the_loss_runs_eagerly():
         for _ in range(EAGER_CALLS + 3):
             replayed(x)
     assert not replayed.graphs and replayed.reason is None
+
+
+@pytest.mark.parametrize("replay", ["true", "false"])
+def test_the_run_records_which_loss_ran(tmp_path, replay):
+    """Each epoch's record names the estimator; trainer.replay=false keeps the eager lean loss."""
+    run_dir = tmp_path / replay
+    result = run_cli(
+        "genssl-train", "method=simclr", "data=digits", "net.encoder=mlp", "net.mlp_hidden=[32]",
+        "trainer.max_epochs=1", "eval.enabled=false", f"trainer.replay={replay}", *TINY, f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    estimator = next(r for r in records if r["kind"] == "epoch")["estimator"]
+    assert estimator.startswith("lean estimator")
+    assert ("replayed (1 trace" in estimator) == (replay == "true"), estimator
