@@ -192,7 +192,7 @@ def measure(name: str, size: str, threads: int, rounds: int, steps: int) -> dict
         "hand_written_ms": round(twin_ms, 3),
         "overhead_ms": round(genssl_ms - twin_ms, 3),
         "ratio": round(genssl_ms / twin_ms, 3),
-        "estimator": method.estimator.split(" (")[0] + "; " + method.estimator.split("; ")[-1],
+        "estimator": method.lean_check.split(" (")[0] + ("" if method.replay is None else f"; {method.replay.status}"),
         "threads": threads,
         "machine": platform.processor() or platform.machine(),
     }

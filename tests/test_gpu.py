@@ -111,21 +111,14 @@ def test_speed_options_on_cuda(tmp_path, options):
 @pytest.mark.parametrize("method_name", ["simclr", "simvae", "dino"])
 def test_replayed_training_is_eager_training_on_cuda(method_name):
     """The traced-and-replayed loss (TorchScript on the GPU) trains as the eager one, as on the CPU."""
-    import copy
-
     import pyro
     from test_lean_elbo import build
-    from test_replay import train
+    from test_replay import replayed_and_eager
 
     method, views, index = build([f"method={method_name}"])
     device = torch.device("cuda")
-    method, views = method.to(device), views.to(device)
-    method.train()
-    assert method.enable_lean(views, index)
-    eager = copy.deepcopy(method)
-    method.enable_replay()
     with pyro.validation_enabled(False):
-        replayed_losses, eager_losses = train(method, views, index), train(eager, views, index)
+        eager, replayed_losses, eager_losses = replayed_and_eager(method.to(device), views.to(device), index)
     assert method.replay.reason is None and method.replay.replayed > 0, method.estimator
     torch.testing.assert_close(torch.tensor(replayed_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
     for (name, a), (_, b) in zip(method.state_dict().items(), eager.state_dict().items()):

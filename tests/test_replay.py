@@ -47,15 +47,20 @@ def train(method, views, index, steps=STEPS):
     return losses
 
 
-@pytest.mark.parametrize("overrides", CASES, ids=lambda o: "-".join(x.split("=")[1] for x in o))
-def test_replayed_training_is_eager_training(overrides):
-    method, views, index = build(overrides)
+def replayed_and_eager(method, views, index):
+    """``method`` with the replay and an eager copy of it, both trained alike: (eager copy, both losses)."""
     method.train()
     assert method.enable_lean(views, index)
     eager = copy.deepcopy(method)
     method.enable_replay()
     assert eager.replay is None
-    replayed_losses, eager_losses = train(method, views, index), train(eager, views, index)
+    return eager, train(method, views, index), train(eager, views, index)
+
+
+@pytest.mark.parametrize("overrides", CASES, ids=lambda o: "-".join(x.split("=")[1] for x in o))
+def test_replayed_training_is_eager_training(overrides):
+    method, views, index = build(overrides)
+    eager, replayed_losses, eager_losses = replayed_and_eager(method, views, index)
     if method.extra_parameters():  # pyro.param state lives outside the modules: kept eager, and said so
         assert "pyro.param" in method.estimator and replayed_losses == eager_losses
         return

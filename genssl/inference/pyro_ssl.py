@@ -80,15 +80,15 @@ class PyroSSL(nn.Module, TrainingHooks):
         """−ELBO by the lean estimator (lean_elbo.py), run eagerly."""
         return self.lean.differentiable_loss(self.model, self.guide, *args)
 
-    def enable_replay(self, enabled: bool = True) -> None:
+    def enable_replay(self, enabled: bool = True, held_back_by: str | None = None) -> None:
         """Replay the lean loss from a trace checked against it (replay.py) once it is in use; the first
         training steps of each new input signature run it eagerly. ``pyro.param`` state outside the
-        modules keeps it eager."""
+        modules, or ``held_back_by`` (a setting that excludes it), keeps it eager and says why."""
         self.replay = None
         if enabled and self.use_lean:
             self.replay = ReplayedLoss(self, self.lean_loss)
-            if self.extra_parameters():
-                self.replay.reason = "pyro.param parameters outside the modules"
+            outside = "pyro.param parameters outside the modules" if self.extra_parameters() else None
+            self.replay.reason = outside or held_back_by
 
     @property
     def estimator(self) -> str:

@@ -20,8 +20,9 @@ outside the modules, several processes) keep the eager lean loss; ``reason`` say
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -57,9 +58,24 @@ class _Loss(nn.Module):
         return self.loss(*args)
 
 
-def _scalar_attributes(modules: list[nn.Module]) -> list[tuple[nn.Module, str, Any]]:
-    """(module, name, value) of every Python number a module holds: a trace freezes them."""
-    return [(m, k, v) for m in modules for k, v in vars(m).items() if type(v) in (bool, int, float)]
+def _scalar_attributes(modules: list[nn.Module]) -> list[tuple[nn.Module, str]]:
+    """(module, name) of every Python number a module holds: a trace freezes them."""
+    return [(m, k) for m in modules for k, v in vars(m).items() if type(v) in (bool, int, float)]
+
+
+@contextlib.contextmanager
+def _undisturbed(state: list[torch.Tensor], args: tuple[torch.Tensor, ...]) -> Iterator[None]:
+    """Run a trial evaluation: the random stream is forked and the buffers it moves are put back."""
+    buffers = [t for t in state if not t.requires_grad]
+    saved = [b.clone() for b in buffers]
+    devices = [t.device for t in args if t.device.type == "cuda"][:1]
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(buffers, saved):
+                b.copy_(s)
 
 
 class ReplayedLoss:
@@ -109,7 +125,7 @@ class ReplayedLoss:
             or (bool(args) and torch.is_autocast_enabled(args[0].device.type))
             or torch.distributions.Distribution._validate_args,
             tuple((t.shape, t.dtype, t.device, t.requires_grad) for t in (*state, *args)),
-            tuple(getattr(m, k) for m, k, _ in self.scalars),
+            tuple(getattr(m, k) for m, k in self.scalars),
         )
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
@@ -166,18 +182,13 @@ class ReplayedLoss:
         """The replay gives the eager loss, gradients and buffer updates on the same random draws."""
         trained = [t for t in state if t.requires_grad]
         buffers = [t for t in state if not t.requires_grad]
-        devices = [t.device for t in args if t.device.type == "cuda"][:1]
         results = []
-        saved = [b.clone() for b in buffers]
         for fn in (self.loss, graph):
-            with torch.random.fork_rng(devices=devices):
+            with _undisturbed(state, args):
                 torch.manual_seed(0)
                 loss = fn(*args) if fn is self.loss else fn(*state, *args)
                 grads = torch.autograd.grad(loss, trained, allow_unused=True) if loss.requires_grad else ()
-            results.append((loss.detach(), grads, [b.clone() for b in buffers]))
-            with torch.no_grad():
-                for b, s in zip(buffers, saved):
-                    b.copy_(s)
+                results.append((loss.detach(), grads, [b.clone() for b in buffers]))
         (eager_loss, eager_grads, eager_bufs), (loss, grads, bufs) = results
         if not _close(loss, eager_loss, self.rtol):
             raise NotReplayable(f"the replay gave −ELBO {float(loss):.6g}, the eager loss {float(eager_loss):.6g}")
@@ -318,18 +329,10 @@ class _Interpreted:
 def _compile(gm: GraphModule, state: list[torch.Tensor], args: tuple[torch.Tensor, ...]) -> Callable:
     """TorchScript's trace of the trimmed graph (:class:`_Interpreted`); the trace runs the graph
     once, so the buffers it moves and the random stream are put back."""
-    buffers = [t for t in state if not t.requires_grad]
-    saved = [b.clone() for b in buffers]
-    devices = [t.device for t in args if t.device.type == "cuda"][:1]
     try:
-        with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
+        with _undisturbed(state, args), warnings.catch_warnings():
             # TorchScript is deprecated for new models; here it only runs an already-trimmed graph, checked below.
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
-            scripted = _Interpreted(torch.jit.trace(gm, (*state, *args), check_trace=False))
+            return _Interpreted(torch.jit.trace(gm, (*state, *args), check_trace=False))
     except Exception:  # noqa: BLE001 - the Python replay of the graph is the fallback
-        scripted = gm
-    finally:
-        with torch.no_grad():
-            for b, s in zip(buffers, saved):
-                b.copy_(s)
-    return scripted
+        return gm

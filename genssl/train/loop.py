@@ -112,9 +112,8 @@ class Trainer:
             check_input_shape(self.method, probe)
         if lean_estimator(self.tcfg):
             self.method.enable_lean(probe)
-            self.method.enable_replay(bool(self.tcfg.get("replay", True)))
-            if self.method.replay is not None and self.tcfg.get("compile", False):
-                self.method.replay.reason = "trainer.compile compiles the networks instead"
+            compiled = "trainer.compile compiles the networks instead" if self.tcfg.get("compile", False) else None
+            self.method.enable_replay(bool(self.tcfg.get("replay", True)), held_back_by=compiled)
         return probe
 
     def fit(self) -> TrainState:
