@@ -17,7 +17,14 @@ batch 256 images Ã— 2 views, and the same augmentation (random resized crop 0.6â
 ``--precision bf16 --channels-last`` runs both sides in bfloat16 autocast with channels-last
 convolutions (genssl: ``trainer.precision=bf16 trainer.channels_last=true``; the lightly-style side:
 ``torch.autocast`` around the forward, the encoder and its inputs in channels-last order), which pays on
-CPUs with AVX512-BF16 or AMX.
+CPUs with AVX512-BF16 or AMX. ``--lightly-as-written`` keeps the lightly-style side in fp32 with the
+default memory layout whatever ``--precision`` and ``--channels-last`` say, as lightly's examples are
+written, so genssl's fast switches are measured against what its users run.
+
+After each epoch pair, the lightly-style step is also timed without its data pipeline (copies of its
+networks, one batch of views already in memory, a few steps): the images/s that a loop feeding this
+network could reach at best here, whatever its data pipeline. Each side's share of it says where the
+time goes.
 
 Epochs alternate (genssl, lightly, genssl, ...) so machine noise falls on both alike. Images/s is
 training images over the wall seconds of the epochs (data loading and augmentation included, worker
@@ -103,6 +110,7 @@ class LightlyStyleSimCLR:
         workers: int,
         pil: bool = False,
         channels_last: bool = False,
+        precision: str = "32",
     ) -> None:
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
@@ -110,7 +118,7 @@ class LightlyStyleSimCLR:
         self.encoder = encoder
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)
-        self.precision = str(cfg.trainer.precision)
+        self.precision = precision
         self.head = SimCLRProjectionHead(feature_dim, 512, 128, num_layers=2, batch_norm=True)
         self.criterion = NTXentLoss(temperature=float(cfg.model.terms.temperature))
         params = [*self.encoder.parameters(), *self.head.parameters()]
@@ -128,6 +136,27 @@ class LightlyStyleSimCLR:
         )
         self.steps_per_epoch = len(self.loader)
         self.losses: list[float] = []
+
+    def step_ceiling(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 12, warmup: int = 3) -> float:
+        """Images/s of this side's step on views already in memory, on copies (training is unaffected)."""
+        encoder, head = copy.deepcopy(self.encoder).train(), copy.deepcopy(self.head).train()
+        optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+        x0, x1 = x0.contiguous(memory_format=self.memory_format), x1.contiguous(memory_format=self.memory_format)
+
+        def step() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                z0, z1 = head(encoder(x0)), head(encoder(x1))
+            loss = self.criterion(z0.float(), z1.float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps * len(x0) / (time.perf_counter() - start)
 
     def run_epoch(self) -> float:
         """One epoch; returns its wall seconds (the first batch's wait of the first epoch included)."""
@@ -187,6 +216,11 @@ def main() -> None:
     parser.add_argument("--pil", action="store_true", help="lightly-style side on PIL images (torchvision v1)")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32", help="both sides")
     parser.add_argument("--channels-last", action="store_true", help="both sides: channels-last convolutions")
+    parser.add_argument(
+        "--lightly-as-written",
+        action="store_true",
+        help="the lightly-style side in fp32 and the default layout, as lightly's examples are written",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None, help="train on a seeded subset (a quick check)")
     parser.add_argument("--json", type=Path, default=None)
@@ -221,19 +255,28 @@ def main() -> None:
         cfg,
         args.workers,
         args.pil,
-        args.channels_last,
+        args.channels_last and not args.lightly_as_written,
+        "32" if args.lightly_as_written else args.precision,
     )
+    # One batch of views for the loader-free step, made here so that the loader's streams are untouched.
+    pairs = [lightly_side.loader.dataset[i] for i in range(args.batch)]
+    ceiling_views = tuple(torch.stack(views) for views in zip(*pairs))
     run_dir = Path(tempfile.mkdtemp(prefix="peers_simclr_"))
     trainer = Trainer(cfg, method, dataset, device, run_dir)
     logger = RunLogger(run_dir, cfg.logger, cfg, enabled=False)
-    genssl_s, lightly_s = [], []
+    genssl_s, lightly_s, ceiling = [], [], []
     with pyro.validation_enabled(False):  # as Trainer.fit runs the loop
         for epoch in range(args.epochs):
             start = time.perf_counter()
             trainer.run_epoch(logger)
             genssl_s.append(time.perf_counter() - start)
             lightly_s.append(lightly_side.run_epoch())
-            print(f"epoch {epoch + 1}: genssl {genssl_s[-1]:.1f} s, lightly-style {lightly_s[-1]:.1f} s", flush=True)
+            ceiling.append(lightly_side.step_ceiling(*ceiling_views))
+            print(
+                f"epoch {epoch + 1}: genssl {genssl_s[-1]:.1f} s, lightly-style {lightly_s[-1]:.1f} s, "
+                f"its step without the loader {ceiling[-1]:.0f} images/s",
+                flush=True,
+            )
     images = trainer.steps_per_epoch * trainer.batch_size
     genssl_rate = [images / s for s in genssl_s]
     lightly_rate = [lightly_side.steps_per_epoch * args.batch / s for s in lightly_s]
@@ -250,10 +293,16 @@ def main() -> None:
         "lightly_style_input": "PIL + torchvision.transforms" if args.pil else "uint8 + transforms.v2",
         "precision": args.precision,
         "channels_last": args.channels_last,
+        "lightly_style_as_written": args.lightly_as_written,
         "genssl_estimator": method.estimator,
         "genssl_images_per_s": [round(r, 1) for r in genssl_rate],
         "lightly_style_images_per_s": [round(r, 1) for r in lightly_rate],
         "ratio_total": round(sum(lightly_s) / sum(genssl_s), 3),
+        "lightly_style_step_without_loader_images_per_s": [round(r, 1) for r in ceiling],
+        "share_of_that_step": {
+            "genssl": round(statistics.median(g / c for g, c in zip(genssl_rate, ceiling)), 3),
+            "lightly_style": round(statistics.median(lt / c for lt, c in zip(lightly_rate, ceiling)), 3),
+        },
         "ratio_median_epoch": round(statistics.median(g / lt for g, lt in zip(genssl_rate, lightly_rate)), 3),
         "lightly_style_epoch_loss": [round(v, 4) for v in lightly_side.losses],
         "scores": scores,
