@@ -204,11 +204,15 @@ class CategoricalViews(ViewsGivenContent):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(_values(value)[..., 0, :, :, :] / self.temperature, dim=-1)  # [B, J, K]
         weights = self._view_weights(log_p.device)  # [A, J]
-        # Σ_j w_aj log p_j[k], for every anchor a, image b and class k: [A, B, K].
-        per_class = torch.einsum("aj,bjk->abk", weights, log_p)
-        shape = broadcast(self.y.shape, per_class.shape[:-1])
-        index = self.y.long().expand(shape).unsqueeze(-1)
-        return per_class.expand(*shape, per_class.shape[-1]).gather(-1, index).squeeze(-1)
+        # Σ_j w_aj log p_j[k], for every anchor a, image b and class k: [A, B, K]. Elementwise, not an
+        # einsum: autocast would run a matmul in bfloat16, and the likelihood stays in float32.
+        per_class = (weights[:, None, :, None] * log_p).sum(-2)
+        # Indexed, not gathered from per_class expanded to y's shape: under enumeration (y [K, 1, 1]) that
+        # expansion is [K, A, B, K], and its backward fills and sums K times the tensor it needs.
+        anchors, images = per_class.shape[:2]
+        a = torch.arange(anchors, device=per_class.device)[:, None]
+        b = torch.arange(images, device=per_class.device)
+        return per_class[a, b, self.y.long()]
 
 
 @dataclass(frozen=True)
