@@ -3,6 +3,7 @@
     python bench/overhead.py --threads 1                      # tiny networks and the default conv step
     python bench/overhead.py --methods simclr --sizes tiny --rounds 30
     python bench/overhead.py --methods simvae --sizes official   # the official SimVAE MLP, L = 10, batch 64
+    python bench/overhead.py --precision bf16                 # both sides under bfloat16 autocast
 
 For each method the genssl step is the training loop's own (``Trainer.step``: augmentation, the Pyro
 ELBO of the model/guide pair, backward, Adam, the method's after-step hooks); the twin does the same
@@ -35,7 +36,7 @@ from hydra import compose, initialize_config_module
 from genssl.cli.overrides import normalise_overrides
 from genssl.data.types import ImageDataset, ImageSplit
 from genssl.methods import build_method
-from genssl.runtime import epoch_generator
+from genssl.runtime import autocast, epoch_generator
 from genssl.train.loop import Trainer
 
 SIZES = {
@@ -60,10 +61,11 @@ DEFAULT_SIZES = ["tiny", "default"]
 EXTRA = {"dino": {"tiny": ["guide.prototypes.num=16"]}}
 
 
-def build(name: str, size: str, threads: int) -> tuple[Trainer, dict]:
+def build(name: str, size: str, threads: int, precision: str = "32") -> tuple[Trainer, dict]:
     spec = SIZES[size]
     family = "generative" if name in ("simvae", "vae") else "discriminative"
     overrides = [f"method={name}", "data=digits", "trainer.progress=false", f"trainer.num_threads={threads}"]
+    overrides.append(f"trainer.precision={precision}")
     overrides += spec["overrides"] + spec[family] + EXTRA.get(name, {}).get(size, [])
     with initialize_config_module("genssl.configs", version_base=None):
         cfg = compose("config", overrides=normalise_overrides(overrides))
@@ -148,7 +150,8 @@ TWINS: dict[str, Callable[[Trainer, torch.Tensor], torch.Tensor]] = {
 
 def twin_step(trainer: Trainer, loss_fn: Callable, batch_index: torch.Tensor, generator: torch.Generator) -> float:
     views, _ = trainer.augment(trainer.images[batch_index], generator)
-    loss = loss_fn(trainer, views)
+    with autocast(trainer.device, trainer.precision):  # as Trainer.step runs the loss
+        loss = loss_fn(trainer, views)
     trainer.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainer.optimizer.step()
@@ -156,8 +159,8 @@ def twin_step(trainer: Trainer, loss_fn: Callable, batch_index: torch.Tensor, ge
     return loss.item()
 
 
-def measure(name: str, size: str, threads: int, rounds: int, steps: int) -> dict:
-    trainer, _ = build(name, size, threads)
+def measure(name: str, size: str, threads: int, rounds: int, steps: int, precision: str = "32") -> dict:
+    trainer, _ = build(name, size, threads, precision)
     method = trainer.method
     method.train()
     generator = epoch_generator(0, 0, torch.device("cpu"))
@@ -193,6 +196,7 @@ def measure(name: str, size: str, threads: int, rounds: int, steps: int) -> dict
         "overhead_ms": round(genssl_ms - twin_ms, 3),
         "ratio": round(genssl_ms / twin_ms, 3),
         "estimator": method.lean_check.split(" (")[0] + ("" if method.replay is None else f"; {method.replay.status}"),
+        "precision": precision,
         "threads": threads,
         "machine": platform.processor() or platform.machine(),
     }
@@ -205,12 +209,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=0, help="steps per round (0: 40 tiny, 4 default)")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32", help="both sides (autocast)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for size in args.sizes:
         for name in args.methods:
             steps = args.steps or (40 if size == "tiny" else 4)
-            print(json.dumps(measure(name, size, args.threads, args.rounds, steps)), flush=True)
+            print(json.dumps(measure(name, size, args.threads, args.rounds, steps, args.precision)), flush=True)
 
 
 if __name__ == "__main__":

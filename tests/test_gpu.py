@@ -108,9 +108,11 @@ def test_speed_options_on_cuda(tmp_path, options):
     assert (run_dir / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("method_name", ["simclr", "simvae", "dino"])
-def test_replayed_training_is_eager_training_on_cuda(method_name):
-    """The traced-and-replayed loss (TorchScript on the GPU) trains as the eager one, as on the CPU."""
+def test_replayed_training_is_eager_training_on_cuda(method_name, autocast_dtype):
+    """The traced-and-replayed loss (TorchScript on the GPU) trains as the eager one, as on the CPU,
+    in float32 and under CUDA's autocast policies."""
     import pyro
     from test_lean_elbo import build
     from test_replay import replayed_and_eager
@@ -118,7 +120,9 @@ def test_replayed_training_is_eager_training_on_cuda(method_name):
     method, views, index = build([f"method={method_name}"])
     device = torch.device("cuda")
     with pyro.validation_enabled(False):
-        eager, replayed_losses, eager_losses = replayed_and_eager(method.to(device), views.to(device), index)
+        eager, replayed_losses, eager_losses = replayed_and_eager(
+            method.to(device), views.to(device), index, autocast_dtype
+        )
     assert method.replay.reason is None and method.replay.replayed > 0, method.estimator
     torch.testing.assert_close(torch.tensor(replayed_losses), torch.tensor(eager_losses), rtol=1e-4, atol=1e-5)
     for (name, a), (_, b) in zip(method.state_dict().items(), eager.state_dict().items()):

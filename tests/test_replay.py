@@ -32,13 +32,17 @@ def no_validation():
         yield
 
 
-def train(method, views, index, steps=STEPS):
+def train(method, views, index, steps=STEPS, autocast_dtype=None):
+    """Adam steps on the same views and draws; with ``autocast_dtype``, each forward under autocast as
+    the loop runs it (one autocast region per step)."""
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    device = views.device.type
     losses = []
     for step in range(steps):
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[views.device] if device == "cuda" else []):
             torch.manual_seed(100 + step)
-            loss = method(views, index)
+            with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss = method(views, index)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -47,20 +51,27 @@ def train(method, views, index, steps=STEPS):
     return losses
 
 
-def replayed_and_eager(method, views, index):
+def replayed_and_eager(method, views, index, autocast_dtype=None):
     """``method`` with the replay and an eager copy of it, both trained alike: (eager copy, both losses)."""
     method.train()
     assert method.enable_lean(views, index)
     eager = copy.deepcopy(method)
     method.enable_replay()
     assert eager.replay is None
-    return eager, train(method, views, index), train(eager, views, index)
+    return (
+        eager,
+        train(method, views, index, autocast_dtype=autocast_dtype),
+        train(eager, views, index, autocast_dtype=autocast_dtype),
+    )
 
 
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16], ids=["fp32", "bf16-autocast"])
 @pytest.mark.parametrize("overrides", CASES, ids=lambda o: "-".join(x.split("=")[1] for x in o))
-def test_replayed_training_is_eager_training(overrides):
+def test_replayed_training_is_eager_training(overrides, autocast_dtype):
+    """In float32 and under bfloat16 autocast (the trace holds the ops as called; autocast casts them
+    on replay as it did when eager)."""
     method, views, index = build(overrides)
-    eager, replayed_losses, eager_losses = replayed_and_eager(method, views, index)
+    eager, replayed_losses, eager_losses = replayed_and_eager(method, views, index, autocast_dtype)
     if method.extra_parameters():  # pyro.param state lives outside the modules: kept eager, and said so
         assert "pyro.param" in method.estimator and replayed_losses == eager_losses
         return
@@ -175,20 +186,39 @@ def test_programs_a_trace_cannot_hold_stay_eager(cls, why):
         torch.testing.assert_close(value, module(x))
 
 
-def test_without_gradients_under_autocast_or_validation_the_loss_runs_eagerly():
+def test_without_gradients_or_with_validation_the_loss_runs_eagerly():
     torch.manual_seed(0)
     module, x = Toy(), torch.randn(8, 4)
     replayed = ReplayedLoss(module, module)
     with pyro.validation_enabled(True):
         for _ in range(EAGER_CALLS + 3):
             replayed(x)
+    assert "not replayed under argument validation" in replayed.status
     with torch.no_grad():
         for _ in range(EAGER_CALLS + 3):
             replayed(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        for _ in range(EAGER_CALLS + 3):
-            replayed(x)
     assert not replayed.graphs and replayed.reason is None
+
+
+def test_each_autocast_policy_has_its_own_trace():
+    """A trace made in float32 is not replayed under autocast, nor one made under bfloat16 in float32:
+    the fake tensors carried the policy's dtypes. One autocast region around several calls (its cast
+    cache filled by the eager ones) still gives a TorchScript trace, equal to eager."""
+    torch.manual_seed(0)
+    module, x = Toy(), torch.randn(8, 4)
+    twin = copy.deepcopy(module)
+    replayed = ReplayedLoss(module, module)
+    calls, first_loss = EAGER_CALLS + 2, {}
+    for policy in ("fp32", "bf16", "fp32", "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=policy == "bf16"):
+            got, want = run(module, replayed, x, calls), run(twin, twin, x, calls)
+        for (a, ga, ra), (b, gb, rb) in zip(got, want):
+            assert torch.equal(a, b) and torch.equal(ga, gb) and torch.equal(ra, rb), policy
+        first_loss.setdefault(policy, got[0][0])
+    assert not torch.equal(first_loss["fp32"], first_loss["bf16"])  # autocast did change the arithmetic
+    assert len(replayed.graphs) == 2 and replayed.reason is None
+    assert replayed.replayed == 2 * (calls - EAGER_CALLS) + 2 * calls, replayed.status
+    assert all(type(graph).__name__ == "_Interpreted" for graph in replayed.graphs.values())
 
 
 @pytest.mark.parametrize("replay", ["true", "false"])

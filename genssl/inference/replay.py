@@ -10,12 +10,16 @@ through TorchScript's interpreter, which dispatches each operation without the P
 Autograd, BatchNorm's running statistics, in-place buffer updates (DINO's centre, DirectPred's F̂)
 and random draws (reparameterised samples) happen on replay as they did when traced.
 
-A trace holds for one *signature*: the input and state shapes, the train/eval mode, gradient and
-autocast state and the Python numbers held as module attributes (temperatures, momenta). A new
+A trace holds for one *signature*: the input and state shapes, the train/eval mode, gradient mode,
+the autocast policy (on or off, and to which dtype, on the CPU and the inputs' device) and the Python
+numbers held as module attributes (temperatures, momenta). Under autocast the trace records the
+operations as called, before autocast's casts, and the replay runs under the same policy, so autocast
+casts them as it did when eager. A new
 signature runs the eager lean loss; one met on three consecutive calls is traced, checked against the
 eager loss on the same random draws (loss, every gradient, every buffer it moves) and replayed from
 then on. Programs the tracer cannot follow (data-dependent Python branches, ``pyro.param`` state
-outside the modules, several processes) keep the eager lean loss; ``reason`` says why.
+outside the modules, several processes) keep the eager lean loss; ``reason`` says why. So do steps
+with Pyro's argument validation on, whose checks read values.
 """
 
 from __future__ import annotations
@@ -114,18 +118,20 @@ class ReplayedLoss:
             return f"eager (not replayed: {self.reason})"
         traces = f"{len(self.graphs)} trace{'s' * (len(self.graphs) != 1)}"
         if self.replayed == 0 and self.last_miss is not None and self.last_miss[1]:
-            return f"eager (not replayed under autocast or argument validation; {traces})"
+            return f"eager (not replayed under argument validation; {traces})"
         return f"replayed ({traces}, {self.replayed} steps)"
 
     def signature(self, state: list[torch.Tensor], args: tuple[torch.Tensor, ...]) -> tuple:
+        devices = {"cpu", *(t.device.type for t in args[:1])}
         return (
             torch.is_grad_enabled(),
-            # Under autocast, or with argument validation (checks on values, each step), it runs eagerly.
-            torch.is_autocast_enabled("cpu")
-            or (bool(args) and torch.is_autocast_enabled(args[0].device.type))
-            or torch.distributions.Distribution._validate_args,
+            # With argument validation (checks on values, each step) it runs eagerly.
+            torch.distributions.Distribution._validate_args,
             tuple((t.shape, t.dtype, t.device, t.requires_grad) for t in (*state, *args)),
             tuple(getattr(m, k) for m, k in self.scalars),
+            # The fake tensors of the trace carried autocast's output dtypes (a torch.eye(n, dtype=z.dtype)
+            # is recorded in bfloat16): a trace holds for the policy it was made under.
+            tuple((d, torch.get_autocast_dtype(d)) for d in sorted(devices) if torch.is_autocast_enabled(d)),
         )
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
@@ -137,7 +143,7 @@ class ReplayedLoss:
         if graph is None:
             self.misses = self.misses + 1 if key == self.last_miss else 1
             self.last_miss = key
-            if self.misses <= EAGER_CALLS or not key[0] or key[1]:  # new, no gradients, autocast or validation
+            if self.misses <= EAGER_CALLS or not key[0] or key[1]:  # new, no gradients or validation
                 return self.loss(*args)
             try:
                 graph = self._trace_and_check(state, args)
@@ -330,9 +336,22 @@ def _compile(gm: GraphModule, state: list[torch.Tensor], args: tuple[torch.Tenso
     """TorchScript's trace of the trimmed graph (:class:`_Interpreted`); the trace runs the graph
     once, so the buffers it moves and the random stream are put back."""
     try:
-        with _undisturbed(state, args), warnings.catch_warnings():
+        with _undisturbed(state, args), _autocast_cache_cleared(), warnings.catch_warnings():
             # TorchScript is deprecated for new models; here it only runs an already-trimmed graph, checked below.
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
             return _Interpreted(torch.jit.trace(gm, (*state, *args), check_trace=False))
     except Exception:  # noqa: BLE001 - the Python replay of the graph is the fallback
         return gm
+
+
+@contextlib.contextmanager
+def _autocast_cache_cleared() -> Iterator[None]:
+    """Under autocast, TorchScript records each weight's cast where the trace makes it; a cast already
+    cached by earlier calls in the same autocast region would reach the trace as a constant. So the
+    cache is emptied before the trace, and after it (its casts belong to the trace); the next call
+    casts afresh."""
+    torch.clear_autocast_cache()
+    try:
+        yield
+    finally:
+        torch.clear_autocast_cache()
