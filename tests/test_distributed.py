@@ -100,8 +100,15 @@ class RowKeyedNoise:
         normal_module._standard_normal = self.saved["standard_normal"]
 
 
+# DirectPred's predictor is U diag(√(s/max s) + ε) Uᵀ of the running correlation F̂. With fewer rows in a
+# batch (10 images × 2 views) than projection dimensions, F̂ is rank-deficient, and the square root of
+# its round-off eigenvalues (1e-8 to 1e-7 of the largest) turns the last-bit differences of a split sum into
+# percent-level differences of W_p. Its projection here is narrower than the batch, so F̂ is full rank.
+METHOD_OVERRIDES = {"directpred": ["guide.projector.out_dim=16"]}
+
+
 def method_config(name: str):
-    overrides = [f"method={name}", "data=digits", "trainer.sync_batchnorm=true"]
+    overrides = [f"method={name}", "data=digits", "trainer.sync_batchnorm=true", *METHOD_OVERRIDES.get(name, [])]
     with initialize_config_module("genssl.configs", version_base=None):
         return compose("config", overrides=normalise_overrides(overrides))
 
