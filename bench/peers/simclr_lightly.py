@@ -51,6 +51,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from torchvision.transforms import v2
@@ -137,25 +138,28 @@ class LightlyStyleSimCLR:
         self.steps_per_epoch = len(self.loader)
         self.losses: list[float] = []
 
+    def train_step(
+        self, encoder: nn.Module, head: nn.Module, optimizer: torch.optim.Optimizer, x0: torch.Tensor, x1: torch.Tensor
+    ) -> torch.Tensor:
+        """One step of lightly's loop on a batch of two views; returns the loss, detached."""
+        x0, x1 = x0.contiguous(memory_format=self.memory_format), x1.contiguous(memory_format=self.memory_format)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            z0, z1 = head(encoder(x0)), head(encoder(x1))
+        loss = self.criterion(z0.float(), z1.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
     def step_ceiling(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 12, warmup: int = 3) -> float:
         """Images/s of this side's step on views already in memory, on copies (training is unaffected)."""
         encoder, head = copy.deepcopy(self.encoder).train(), copy.deepcopy(self.head).train()
         optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
-        x0, x1 = x0.contiguous(memory_format=self.memory_format), x1.contiguous(memory_format=self.memory_format)
-
-        def step() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                z0, z1 = head(encoder(x0)), head(encoder(x1))
-            loss = self.criterion(z0.float(), z1.float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
         for _ in range(warmup):
-            step()
+            self.train_step(encoder, head, optimizer, x0, x1)
         start = time.perf_counter()
         for _ in range(steps):
-            step()
+            self.train_step(encoder, head, optimizer, x0, x1)
         return steps * len(x0) / (time.perf_counter() - start)
 
     def run_epoch(self) -> float:
@@ -165,14 +169,7 @@ class LightlyStyleSimCLR:
         start = time.perf_counter()
         total = torch.zeros(())
         for x0, x1 in self.loader:
-            x0, x1 = x0.contiguous(memory_format=self.memory_format), x1.contiguous(memory_format=self.memory_format)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                z0, z1 = self.head(self.encoder(x0)), self.head(self.encoder(x1))
-            loss = self.criterion(z0.float(), z1.float())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()
+            total += self.train_step(self.encoder, self.head, self.optimizer, x0, x1)
         seconds = time.perf_counter() - start
         self.losses.append(total.item() / self.steps_per_epoch)
         return seconds

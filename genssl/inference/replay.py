@@ -12,9 +12,10 @@ and random draws (reparameterised samples) happen on replay as they did when tra
 
 A trace holds for one *signature*: the input and state shapes, the train/eval mode, gradient mode,
 the autocast policy (on or off, and to which dtype, on the CPU and the inputs' device) and the Python
-numbers held as module attributes (temperatures, momenta). Under autocast the trace records the
-operations as called, before autocast's casts, and the replay runs under the same policy, so autocast
-casts them as it did when eager. A new
+numbers held as module attributes (temperatures, momenta). Under autocast, ``make_fx`` records the
+operations as called, before autocast's casts; TorchScript's trace of that graph, made under the same
+policy, records the casts autocast made (each weight cast once, as autocast's cache does), and on replay
+autocast finds its inputs already cast. A new
 signature runs the eager lean loss; one met on three consecutive calls is traced, checked against the
 eager loss on the same random draws (loss, every gradient, every buffer it moves) and replayed from
 then on. Programs the tracer cannot follow (data-dependent Python branches, ``pyro.param`` state
